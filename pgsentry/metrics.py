@@ -1,0 +1,171 @@
+"""Every Prometheus metric pgsentry exports, in one module and one registry.
+
+Owns the metric objects, their names, help texts and label sets, and `render()` for the
+admin listener's `/metrics`. Other modules import the metric they update and call
+`.inc()` / `.set()` / `.observe()` on it. Must not do I/O, and must not grow unbounded
+label sets: every label below takes values from a small fixed vocabulary, except `rule`,
+which takes policy rule ids (bounded by the policy files) and `none` for no rule.
+
+Naming follows https://prometheus.io/docs/practices/naming/: the `pgsentry_` prefix,
+base units (seconds, bytes), `_total` on counters. prometheus-client appends `_total`
+to counters itself, so the names passed below leave it off.
+
+The registry is our own (`REGISTRY`), not the process-global default, so that importing
+pgsentry in another program never collides with its metrics; it still carries the
+process and platform collectors, as a standalone exporter would.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    generate_latest,
+)
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+ProcessCollector(registry=REGISTRY)
+PlatformCollector(registry=REGISTRY)
+
+NO_RULE = "none"
+"""The `rule` label value for a statement that no rule matched."""
+
+BUILD_INFO = Info("pgsentry_build", "pgsentry version.", registry=REGISTRY)
+
+# --- connections and traffic (proxy) ---------------------------------------------------
+
+CONNECTIONS = Counter(
+    "pgsentry_connections",
+    "Client connections accepted since start.",
+    registry=REGISTRY,
+)
+CONNECTIONS_ACTIVE = Gauge(
+    "pgsentry_connections_active",
+    "Client connections currently open.",
+    registry=REGISTRY,
+)
+STATEMENTS = Counter(
+    "pgsentry_statements",
+    "SQL texts (Query or Parse) decided, by decision (allow, deny, hold, shadow_deny, "
+    "shadow_hold) and matching rule id (`none` when no rule matched).",
+    ["decision", "rule"],
+    registry=REGISTRY,
+)
+STATEMENT_DURATION = Histogram(
+    "pgsentry_statement_duration_seconds",
+    "Time from forwarding a statement upstream to its CommandComplete or ErrorResponse.",
+    buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0, 300.0),
+    registry=REGISTRY,
+)
+PROTOCOL_ERRORS = Counter(
+    "pgsentry_protocol_errors",
+    "Malformed protocol input that ended a connection, by side (client, server).",
+    ["side"],
+    registry=REGISTRY,
+)
+BYTES = Counter(
+    "pgsentry_bytes",
+    "Bytes relayed, by direction (client_to_server, server_to_client).",
+    ["direction"],
+    registry=REGISTRY,
+)
+UPSTREAM_CONNECT_FAILURES = Counter(
+    "pgsentry_upstream_connect_failures",
+    "Failed attempts to open a connection to the upstream PostgreSQL server.",
+    registry=REGISTRY,
+)
+CANCEL_REQUESTS = Counter(
+    "pgsentry_cancel_requests",
+    "CancelRequest packets received, by result (forwarded, unknown_key, failed).",
+    ["result"],
+    registry=REGISTRY,
+)
+
+# --- policy -----------------------------------------------------------------------------
+
+POLICY_RELOADS = Counter(
+    "pgsentry_policy_reloads",
+    "Policy reload attempts, by result (success, failure).",
+    ["result"],
+    registry=REGISTRY,
+)
+POLICY_GENERATION = Gauge(
+    "pgsentry_policy_generation",
+    "Generation number of the policy set in force; increases by one per successful load.",
+    registry=REGISTRY,
+)
+
+# --- audit ------------------------------------------------------------------------------
+
+AUDIT_BACKLOG = Gauge(
+    "pgsentry_audit_backlog_records",
+    "Audit records accepted but not yet written to the sink.",
+    registry=REGISTRY,
+)
+AUDIT_RECORDS = Counter(
+    "pgsentry_audit_records",
+    "Audit records written to the sink.",
+    registry=REGISTRY,
+)
+AUDIT_WRITE_ERRORS = Counter(
+    "pgsentry_audit_write_errors",
+    "Failed writes to the audit sink.",
+    registry=REGISTRY,
+)
+
+# --- holds and approvals ----------------------------------------------------------------
+
+HOLDS_WAITING = Gauge(
+    "pgsentry_holds_waiting",
+    "Held statements currently waiting for a decision.",
+    registry=REGISTRY,
+)
+HOLDS_CREATED = Counter(
+    "pgsentry_holds_created",
+    "Statements held, by rule id.",
+    ["rule"],
+    registry=REGISTRY,
+)
+HOLD_OUTCOMES = Counter(
+    "pgsentry_hold_outcomes",
+    "Holds that ended, by outcome (approved, denied, expired, cancelled, abandoned).",
+    ["outcome"],
+    registry=REGISTRY,
+)
+HOLD_DECISION_SECONDS = Histogram(
+    "pgsentry_hold_decision_seconds",
+    "Time from a statement being held to the end of its hold, by outcome.",
+    ["outcome"],
+    buckets=(1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 14400.0),
+    registry=REGISTRY,
+)
+HOLD_API_REQUESTS = Counter(
+    "pgsentry_hold_api_requests",
+    "Approve / deny requests on the admin API, by action (approve, deny) and HTTP status.",
+    ["action", "status"],
+    registry=REGISTRY,
+)
+WEBHOOK_DELIVERIES = Counter(
+    "pgsentry_webhook_deliveries",
+    "Webhook delivery attempts, by result: success (2xx), retry (failed attempt that will "
+    "be retried), failure (gave up after the last attempt), dropped (hold ended first).",
+    ["result"],
+    registry=REGISTRY,
+)
+
+
+def render() -> tuple[bytes, str]:
+    """The text exposition of every metric above and its content type, for `/metrics`."""
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
+
+def sample(name: str, labels: dict[str, str] | None = None) -> float:
+    """Current value of one sample (0.0 if it was never touched). For tests and the CLI."""
+    value = REGISTRY.get_sample_value(name, labels or {})
+    return 0.0 if value is None else float(value)
