@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 
-class Action(str, Enum):
+class Action(str, Enum):  # noqa: UP042 (str() / format() stay as they are)
     ALLOW = "allow"
     DENY = "deny"
     HOLD = "hold"
@@ -42,8 +42,11 @@ class Decision:
     """What to do with one SQL text (all of its statements together).
 
     `action` is what the proxy enforces. In shadow mode `action` is ALLOW and
-    `would` names what would have happened. `cacheable` is False when the result
-    depended on the clock or the transaction state, so it must not be reused.
+    `would` names what would have happened (set only when it differs from `action`),
+    `would_rule` the rule that would have decided. `cacheable` is False when the result
+    depended on the clock or the transaction state, so it must not be reused. A cacheable
+    decision is valid for the same text, the same user / database / application_name /
+    client address, and the same policy generation.
     """
 
     action: Action
@@ -53,6 +56,7 @@ class Decision:
     would: Action | None = None
     hold: HoldSpec | None = None
     cacheable: bool = True
+    would_rule: str | None = None  # the rule behind `would`; None when `would` is None
 
 
 ALLOW = Decision(Action.ALLOW, reason="default")
