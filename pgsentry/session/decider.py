@@ -1,0 +1,98 @@
+"""Turns SQL text into a policy Decision for one session, with a per-session cache.
+
+Owns the glue between analysis (facts, globally cached by text) and policy
+(who is asking). The cache here maps text -> (Decision, facts) for one session and
+is dropped whenever the policy generation changes. No I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from pgsentry.analysis.facts import Analysis, StatementFacts
+from pgsentry.policy.decision import Decision, Principal
+
+_CACHE_LIMIT = 512
+
+
+class PolicyLike(Protocol):
+    generation: int
+
+    def decide(self, analysis: Analysis, who: Principal, now: datetime) -> Decision: ...
+
+    def decide_function_call(self, oid: int, who: Principal, now: datetime) -> Decision: ...
+
+
+class Analyzer(Protocol):
+    def __call__(self, sql: str, *, standard_conforming_strings: bool = True) -> Analysis: ...
+
+
+class PolicyHolder:
+    """The policy currently in force; swapped whole on reload (never mutated)."""
+
+    def __init__(self, policy: PolicyLike) -> None:
+        self.policy = policy
+
+
+def facts_summary(analysis: Analysis) -> list[dict[str, Any]]:
+    """The facts as plain JSON-able dicts, for the audit log."""
+    return [_fact(f) for f in analysis.statements]
+
+
+def _fact(f: StatementFacts) -> dict[str, Any]:
+    out: dict[str, Any] = {"kind": f.kind}
+    if f.origin != "top":
+        out["origin"] = f.origin
+    if f.relations:
+        out["relations"] = [str(r) for r in f.relations]
+    if f.where is not None:
+        out["where"] = f.where.value
+    if f.cascade:
+        out["cascade"] = True
+    if f.dynamic_sql:
+        out["dynamic_sql"] = True
+    if f.functions:
+        out["functions"] = list(f.functions)
+    return out
+
+
+@dataclass(slots=True)
+class Verdict:
+    decision: Decision
+    analysis: Analysis | None
+    facts: list[dict[str, Any]] | None
+
+
+class SessionDecider:
+    """Per-session decision cache in front of analysis + policy."""
+
+    __slots__ = ("_analyze", "_cache", "_generation", "_holder", "_summaries")
+
+    def __init__(self, holder: PolicyHolder, analyze: Analyzer) -> None:
+        self._holder = holder
+        self._analyze = analyze
+        self._cache: dict[tuple[str, bool, bool], Verdict] = {}
+        self._generation = -1
+
+    def decide(self, sql: str, who: Principal, scs: bool) -> Verdict:
+        policy = self._holder.policy
+        if policy.generation != self._generation:
+            self._cache.clear()
+            self._generation = policy.generation
+        key = (sql, scs, who.in_transaction)
+        hit = self._cache.get(key)
+        if hit is not None:
+            return hit
+        analysis = self._analyze(sql, standard_conforming_strings=scs)
+        decision = policy.decide(analysis, who, datetime.now(UTC))
+        verdict = Verdict(decision, analysis, None)
+        if decision.cacheable:
+            if len(self._cache) >= _CACHE_LIMIT:
+                self._cache.clear()
+            self._cache[key] = verdict
+        return verdict
+
+    def decide_function_call(self, oid: int, who: Principal) -> Decision:
+        return self._holder.policy.decide_function_call(oid, who, datetime.now(UTC))

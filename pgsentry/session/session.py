@@ -1,0 +1,493 @@
+"""The per-connection state machine between one client and its upstream backend.
+
+Owns: the protocol phase (authenticating / ready), the transaction status from
+ReadyForQuery, extended-batch boundaries, named statements, and what to do with each
+client message: forward it, substitute a refusal, or stop at a hold. Sans-I/O: the
+proxy feeds bytes in and drains `to_server` / `to_client`.
+
+A refused statement is never sent upstream. In its place the session sends a
+statement that fails on the server (a Bind/EXECUTE of a prepared statement that
+cannot exist, named with a per-session marker), so the server aborts the
+transaction (or the implicit transaction of an extended batch) exactly as a real
+error would and answers with the true ReadyForQuery status; the server's error is
+then replaced by the refusal's ErrorResponse on its way to the client.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field, replace
+from enum import Enum
+from typing import Any, Protocol
+
+from pgsentry.policy.decision import Action, Decision, Principal
+from pgsentry.session.decider import SessionDecider, Verdict, facts_summary
+from pgsentry.session.records import InFlight, Record
+from pgsentry.wire import errors as E
+from pgsentry.wire import protocol as P
+from pgsentry.wire.startup import StartupMessage
+from pgsentry.wire.walker import Item, MessageWalker
+
+CLIENT_INSPECT = frozenset(b"QPBECSHXF")
+SERVER_INSPECT = frozenset(b"RKSZCEvIs")
+_PENDING_LIMIT = 1 << 20  # forward an unsynced extended batch once it grows past this
+_OUTCOME_SQLSTATE = {"denied": E.INSUFFICIENT_PRIVILEGE, "cancelled": E.QUERY_CANCELED}
+
+
+class Audit(Protocol):
+    def emit(self, event: str, /, **fields: object) -> None: ...
+
+
+class Phase(Enum):
+    AUTHENTICATING = "authenticating"
+    READY = "ready"
+
+
+@dataclass(slots=True)
+class HoldRequest:
+    """The session stopped at a statement that policy holds; the proxy resolves it."""
+
+    sql: str
+    verdict: Verdict
+    protocol: str
+    message: bytes = field(repr=False, default=b"")
+
+
+class Session:
+    """One client connection's protocol state. Feed bytes, drain the outputs."""
+
+    def __init__(
+        self,
+        *,
+        session_id: str,
+        decider: SessionDecider,
+        audit: Audit,
+        proxy_key: tuple[int, int],
+        client_addr: str | None,
+    ) -> None:
+        self.session_id = session_id
+        self.decider = decider
+        self.audit = audit
+        self.proxy_key = proxy_key
+        self.client_addr = client_addr
+        self.phase = Phase.AUTHENTICATING
+        self.to_server: list[bytes | memoryview] = []
+        self.to_client: list[bytes | memoryview] = []
+        self.hold: HoldRequest | None = None
+        self.upstream_key: tuple[int, int] | None = None
+        self.terminated = False
+        self.status = b"I"
+        self.scs = True  # standard_conforming_strings, from ParameterStatus
+        self.bytes_from_client = 0
+        self.bytes_from_server = 0
+        self._client = MessageWalker(CLIENT_INSPECT, P.FRONTEND_TYPES)
+        self._server = MessageWalker(SERVER_INSPECT, P.BACKEND_TYPES)
+        self._pending: list[bytes | memoryview] = []  # extended messages not yet synced
+        self._pending_size = 0
+        self._backlog: list[Item] = []  # client items waiting behind a hold
+        self._skip_to_sync = False  # after a refused Parse, drop messages until Sync
+        self._inflight = InFlight()
+        self._portals: dict[str, str] = {}  # portal -> statement name
+        self._statements: dict[str, str] = {}  # prepared statement name -> SQL text
+        self._sql_prepared: dict[str, str] = {}  # SQL-level PREPARE name -> PREPARE text
+        self._markers: dict[bytes, tuple[int, bytes]] = {}  # marker -> (batch, ErrorResponse)
+        self._marker_base = secrets.token_hex(6)
+        self._marker_seq = 0
+        self.user = ""
+        self.database = ""
+        self.application_name = ""
+        self._principals: tuple[Principal, Principal] | None = None
+
+    # ------------------------------------------------------------------ startup
+    def startup(self, msg: StartupMessage) -> None:
+        """The client's StartupMessage: negotiate the version down, pass it upstream."""
+        params = {k: v for k, v in msg.params.items() if not k.startswith("_pq_.")}
+        self.user = params.get("user", "")
+        self.database = params.get("database", self.user)
+        self.application_name = params.get("application_name", "")
+        self._rebuild_principal()
+        if msg.minor > 0 or msg.protocol_options:
+            self.to_client.append(P.negotiate_protocol_version(0, msg.protocol_options))
+        self.to_server.append(P.startup_message(params))
+
+    def _rebuild_principal(self) -> None:
+        who = Principal(self.user, self.database, self.application_name, self.client_addr)
+        self._principals = (who, replace(who, in_transaction=True))
+
+    @property
+    def principal(self) -> Principal:
+        assert self._principals is not None
+        return self._principals[self.status != b"I"]
+
+    # ------------------------------------------------------------------ client -> server
+    def client_data(self, data: bytes) -> None:
+        self.bytes_from_client += len(data)
+        items = self._client.feed(data)
+        if self.hold is not None:
+            self._backlog.extend(items)
+            return
+        self._process_client(items)
+
+    def _process_client(self, items: list[Item]) -> None:
+        for i, item in enumerate(items):
+            if self.terminated:
+                return
+            if not isinstance(item, tuple):
+                self._flush_pending()
+                self.to_server.append(item)  # CopyData, password messages...
+                continue
+            t, msg = item
+            if self._skip_to_sync and t != P.F_SYNC:
+                continue
+            if t == P.F_QUERY:
+                self._flush_pending()
+                self._on_query(msg)
+            elif t == P.F_PARSE:
+                self._on_parse(msg)
+            elif t == P.F_BIND:
+                portal, stmt = P.parse_bind_names(msg[5:])
+                self._portals[portal] = stmt
+                self._queue(msg)
+            elif t == P.F_EXECUTE:
+                self._on_execute(msg)
+            elif t == P.F_CLOSE:
+                kind, name = P.parse_close(msg[5:])
+                if kind == "S":
+                    self._statements.pop(name, None)
+                else:
+                    self._portals.pop(name, None)
+                self._queue(msg)
+            elif t == P.F_SYNC:
+                self._skip_to_sync = False
+                self._queue(msg)
+                self._inflight.sent_batches += 1
+                self._flush_pending()
+            elif t == P.F_FLUSH:
+                self._queue(msg)
+                self._flush_pending()
+            elif t == P.F_FUNCTION_CALL:
+                self._flush_pending()
+                self._on_function_call(msg)
+            elif t == P.F_TERMINATE:
+                self._flush_pending()
+                self.to_server.append(msg)
+                self.terminated = True
+            else:  # pragma: no cover - CLIENT_INSPECT lists only the types above
+                self._queue(msg)
+            if self.hold is not None:
+                self._backlog = items[i + 1 :]
+                return
+
+    def _queue(self, msg: bytes) -> None:
+        self._pending.append(msg)
+        self._pending_size += len(msg)
+        if self._pending_size > _PENDING_LIMIT:
+            self._flush_pending()
+
+    def _flush_pending(self) -> None:
+        if self._pending:
+            self.to_server.extend(self._pending)
+            self._pending = []
+            self._pending_size = 0
+
+    def _judge(self, sql: str) -> Verdict:
+        verdict = self.decider.decide(sql, self.principal, self.scs)
+        analysis = verdict.analysis
+        if analysis is not None and analysis.session_effects:
+            verdict = self._session_effects(sql, verdict)
+        return verdict
+
+    def _session_effects(self, sql: str, verdict: Verdict) -> Verdict:
+        """SQL-level PREPARE / EXECUTE / DEALLOCATE / DISCARD bookkeeping."""
+        assert verdict.analysis is not None
+        for effect, value in verdict.analysis.session_effects:
+            if effect == "prepare":
+                self._sql_prepared[value] = sql
+            elif effect == "deallocate":
+                if value == "*":
+                    self._sql_prepared.clear()
+                else:
+                    self._sql_prepared.pop(value, None)
+            elif effect == "discard" and value in ("all", "plans"):
+                self._sql_prepared.clear()
+                if value == "all":
+                    self._statements.clear()
+            elif effect == "execute" and value in self._sql_prepared:
+                # Judge the prepared body again now: who, when and in which transaction.
+                body = self.decider.decide(self._sql_prepared[value], self.principal, self.scs)
+                if _severity(body.decision) > _severity(verdict.decision):
+                    verdict = body
+        return verdict
+
+    def _on_query(self, msg: bytes) -> None:
+        sql = P.parse_query(msg[5:])
+        verdict = self._judge(sql)
+        if verdict.decision.action is Action.HOLD:
+            self.hold = HoldRequest(sql, verdict, "simple", msg)
+            return
+        self._send_query(msg, sql, verdict)
+
+    def _send_query(self, msg: bytes, sql: str, verdict: Verdict) -> None:
+        self._send_unit("simple", msg, sql, verdict, self._refusal_for(verdict))
+
+    def _send_unit(
+        self, protocol: str, msg: bytes, text: str, verdict: Verdict, refusal: bytes
+    ) -> None:
+        """Send a Query or FunctionCall (a batch of its own), or its refusal."""
+        inflight = self._inflight
+        facts = self._facts(verdict)
+        inflight.queue.append(Record(protocol, text, verdict.decision, facts, inflight.open_batch))
+        if refusal:
+            self._refuse_simple(refusal)
+        else:
+            self.to_server.append(msg)
+        inflight.sent_batches += 1
+
+    def _on_function_call(self, msg: bytes) -> None:
+        oid = P.parse_function_call_oid(msg[5:])
+        decision = self.decider.decide_function_call(oid, self.principal)
+        verdict = Verdict(decision, None, [{"kind": "function_call", "oid": oid}])
+        if decision.action is Action.HOLD:
+            self.hold = HoldRequest(f"<FunctionCall oid={oid}>", verdict, "function_call", msg)
+            return
+        self._send_function_call(msg, verdict)
+
+    def _send_function_call(self, msg: bytes, verdict: Verdict) -> None:
+        self._send_unit(
+            "function_call", msg, str(verdict.facts), verdict, self._refusal_for(verdict)
+        )
+
+    def _on_parse(self, msg: bytes) -> None:
+        name, sql = P.parse_parse(msg[5:])
+        verdict = self._judge(sql)
+        if verdict.decision.action is Action.HOLD:
+            self.hold = HoldRequest(sql, verdict, "extended", msg)
+            return
+        self._send_parse(msg, name, sql, verdict)
+
+    def _send_parse(self, msg: bytes, name: str, sql: str, verdict: Verdict) -> None:
+        if verdict.decision.action is Action.ALLOW:
+            self._statements[name] = sql
+            self._queue(msg)
+            if verdict.decision.would is not None or verdict.facts is not None:
+                self._audit_parse(name, sql, verdict)
+            return
+        self._statements.pop(name, None)
+        self._audit_parse(name, sql, verdict)
+        marker = self._new_marker(self._refusal(verdict.decision))
+        self._queue(P.message(b"B", b"\0" + marker + b"\0\0\0\0\0\0\0"))
+        self._skip_to_sync = True
+
+    def _audit_parse(self, name: str, sql: str, verdict: Verdict) -> None:
+        d = verdict.decision
+        self.audit.emit(
+            "statement",
+            session_id=self.session_id,
+            protocol="extended",
+            phase="parse",
+            statement_name=name,
+            text=sql,
+            decision=d.action.value,
+            would=d.would.value if d.would else None,
+            rule=d.rule,
+            facts=self._facts(verdict),
+        )
+
+    def _on_execute(self, msg: bytes) -> None:
+        portal = P.parse_execute_portal(msg[5:])
+        stmt = self._portals.get(portal, "")
+        sql = self._statements.get(stmt, "")
+        inflight = self._inflight
+        inflight.queue.append(
+            Record("extended", sql, _ALLOWED, None, inflight.open_batch, stmt, portal)
+        )
+        self._queue(msg)
+
+    @staticmethod
+    def _facts(verdict: Verdict) -> list[dict[str, Any]] | None:
+        if verdict.facts is None and verdict.analysis is not None:
+            verdict.facts = facts_summary(verdict.analysis)
+        return verdict.facts
+
+    # ------------------------------------------------------------------ refusals
+    def _refusal(self, decision: Decision, outcome: str | None = None) -> bytes:
+        rule = decision.rule or "default"
+        if outcome == "cancelled":
+            return E.error_response(E.QUERY_CANCELED, "canceling statement due to user request")
+        if outcome == "expired":
+            return E.error_response(
+                E.HOLD_TIMEOUT,
+                f"pgsentry: held statement was not approved in time (rule {rule})",
+                hint="Ask an approver to review it sooner, or run it again.",
+            )
+        if outcome is not None and outcome.startswith("denied"):
+            return E.error_response(
+                E.INSUFFICIENT_PRIVILEGE,
+                f"pgsentry: held statement was denied{outcome[6:]} (rule {rule})",
+                hint="The statement did not run.",
+            )
+        what = "held for approval" if decision.action is Action.HOLD else "denied"
+        message = f"pgsentry: statement {what} by rule {rule}"
+        if decision.message:
+            message += f": {decision.message}"
+        return E.error_response(
+            E.INSUFFICIENT_PRIVILEGE,
+            message,
+            detail=decision.reason or None,
+            hint="The statement did not reach the database. "
+            "Ask your security team if it should be allowed.",
+        )
+
+    def _refusal_for(self, verdict: Verdict) -> bytes:
+        if verdict.decision.action is Action.ALLOW:
+            return b""
+        return self._refusal(verdict.decision)
+
+    def _new_marker(self, error: bytes) -> bytes:
+        self._marker_seq += 1
+        marker = f"pgsentry_refused_{self._marker_base}_{self._marker_seq}".encode()
+        self._markers[marker] = (self._inflight.open_batch, error)
+        return marker
+
+    def _refuse_simple(self, error: bytes) -> None:
+        marker = self._new_marker(error)
+        self.to_server.append(P.query("EXECUTE " + marker.decode()))
+
+    # ------------------------------------------------------------------ holds
+    def resolve_hold(self, outcome: str) -> None:
+        """outcome: 'approved', 'denied[ by NAME: reason]', 'expired' or 'cancelled'."""
+        hold = self.hold
+        assert hold is not None
+        self.hold = None
+        verdict = hold.verdict
+        if outcome != "approved":
+            refusal = self._refusal(verdict.decision, outcome)
+            verdict = Verdict(
+                Decision(Action.DENY, verdict.decision.rule, reason=outcome),
+                verdict.analysis,
+                verdict.facts,
+            )
+        else:
+            verdict = Verdict(
+                Decision(Action.ALLOW, verdict.decision.rule, reason="approved"),
+                verdict.analysis,
+                verdict.facts,
+            )
+            refusal = b""
+        if hold.protocol != "extended":
+            self._send_unit(hold.protocol, hold.message, hold.sql, verdict, refusal)
+        else:
+            name, _ = P.parse_parse(hold.message[5:])
+            if refusal:
+                self._statements.pop(name, None)
+                self._audit_parse(name, hold.sql, verdict)
+                self._queue(P.message(b"B", b"\0" + self._new_marker(refusal) + b"\0" * 7))
+                self._skip_to_sync = True
+            else:
+                self._send_parse(hold.message, name, hold.sql, verdict)
+        backlog, self._backlog = self._backlog, []
+        self._process_client(backlog)
+
+    # ------------------------------------------------------------------ server -> client
+    def server_data(self, data: bytes) -> None:
+        self.bytes_from_server += len(data)
+        items = self._server.feed(data)
+        out = self.to_client
+        for item in items:
+            if not isinstance(item, tuple):
+                out.append(item)
+                continue
+            t, msg = item
+            if t == P.B_READY_FOR_QUERY:
+                self._on_ready(msg)
+            elif t == P.B_COMMAND_COMPLETE:
+                tag = P.parse_command_tag(msg[5:])
+                rec = self._inflight.add_tag(tag, P.rows_from_tag(tag))
+                if rec is not None:
+                    self.audit.emit("statement", **rec.fields(self.session_id))
+            elif t == P.B_ERROR_RESPONSE:
+                msg = self._on_error(msg)
+            elif t == P.B_EMPTY_QUERY or t == P.B_PORTAL_SUSPENDED:
+                rec = self._inflight.end_execute()
+                if rec is not None:
+                    self.audit.emit("statement", **rec.fields(self.session_id))
+            elif t == P.B_PARAMETER_STATUS:
+                self._on_parameter_status(msg)
+            elif t == P.B_AUTHENTICATION:
+                self._on_authentication(msg)
+            elif t == P.B_BACKEND_KEY_DATA:
+                if len(msg) == 13:
+                    self.upstream_key = (
+                        P.UINT32.unpack_from(msg, 5)[0],
+                        P.UINT32.unpack_from(msg, 9)[0],
+                    )
+                msg = P.backend_key_data(*self.proxy_key)
+            elif t == P.B_NEGOTIATE_PROTOCOL_VERSION:
+                continue  # we asked for 3.0 only; the client got our own negotiation
+            out.append(msg)
+
+    def _on_ready(self, msg: bytes) -> None:
+        self.status = msg[5:6]
+        if self.phase is Phase.AUTHENTICATING:
+            self.phase = Phase.READY
+            self.audit.emit(
+                "connection_auth",
+                session_id=self.session_id,
+                user=self.user,
+                database=self.database,
+                application_name=self.application_name,
+                outcome="ok",
+            )
+            return
+        inflight = self._inflight
+        for rec in inflight.ready():
+            self.audit.emit("statement", **rec.fields(self.session_id))
+        if self._markers:
+            done = inflight.done_batches
+            for marker, (batch, _) in list(self._markers.items()):
+                if batch <= done:
+                    del self._markers[marker]
+
+    def _on_error(self, msg: bytes) -> bytes:
+        for marker, (_, refusal) in self._markers.items():
+            if marker in msg:
+                del self._markers[marker]
+                msg = refusal
+                break
+        fields = E.parse_error_fields(msg[5:])
+        sqlstate = fields.get("C", "")
+        if self.phase is Phase.AUTHENTICATING:
+            self.audit.emit(
+                "connection_auth",
+                session_id=self.session_id,
+                user=self.user,
+                database=self.database,
+                application_name=self.application_name,
+                outcome="failed",
+                sqlstate=sqlstate,
+                message=fields.get("M"),
+            )
+            return msg
+        rec = self._inflight.error(sqlstate)
+        if rec is not None:
+            self.audit.emit("statement", **rec.fields(self.session_id))
+        return msg
+
+    def _on_parameter_status(self, msg: bytes) -> None:
+        name, value = P.parse_parameter_status(msg[5:])
+        if name == "standard_conforming_strings":
+            self.scs = value == "on"
+        elif name == "application_name" and value != self.application_name:
+            self.application_name = value
+            self._rebuild_principal()
+
+    def _on_authentication(self, msg: bytes) -> None:
+        if len(msg) < 9:
+            raise E.ProtocolError("Authentication message too short")
+
+
+_ALLOWED = Decision(Action.ALLOW, reason="statement judged at Parse")
+
+
+def _severity(decision: Decision) -> int:
+    return {Action.ALLOW: 0, Action.HOLD: 1, Action.DENY: 2}[decision.action]
