@@ -249,6 +249,7 @@ class TestCase(_Strict):
     expect: ActionName
     rule: str | None = None
     would: ActionName | None = None
+    would_rule: str | None = None
 
     @field_validator("at")
     @classmethod
