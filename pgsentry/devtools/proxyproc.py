@@ -118,14 +118,18 @@ class ProxyProcess:
 
     # -- lifecycle -----------------------------------------------------------------------------
 
-    def start(self, timeout: float = 30.0) -> ProxyProcess:
-        """Spawn and wait until ready; ProxyStartError if it exits or is not ready in time."""
+    def start(self, timeout: float = 30.0, *, require_ready: bool = True) -> ProxyProcess:
+        """Spawn and wait until ready; ProxyStartError if it exits or is not ready in time.
+
+        require_ready=False waits only for the proxy port to accept TCP connections (for an
+        unreachable upstream, where /readyz may rightly say 503).
+        """
         with self.stdout_path.open("wb") as out, self.stderr_path.open("wb") as err:
             self.proc = subprocess.Popen(
                 self.argv, stdout=out, stderr=err, env=self.env, stdin=subprocess.DEVNULL
             )
         deadline = time.monotonic() + timeout
-        while not self._ready():
+        while not (self._ready() if require_ready else _tcp_accepts(self.host, self.port)):
             if self.proc.poll() is not None:
                 raise ProxyStartError(
                     f"pgsentry exited with {self.proc.returncode} before ready: {self.stderr}"
