@@ -160,6 +160,23 @@ WEBHOOK_DELIVERIES = Counter(
 )
 
 
+# Export every fixed-vocabulary series from the start (at 0), so that rate() and alerts
+# see them before the first event. (`decision`/`rule` and `rule` series appear when used.)
+for _side in ("client", "server"):
+    PROTOCOL_ERRORS.labels(_side)
+for _direction in ("client_to_server", "server_to_client"):
+    BYTES.labels(_direction)
+for _result in ("forwarded", "unknown_key", "failed"):
+    CANCEL_REQUESTS.labels(_result)
+for _result in ("success", "failure"):
+    POLICY_RELOADS.labels(_result)
+for _outcome in ("approved", "denied", "expired", "cancelled", "abandoned"):
+    HOLD_OUTCOMES.labels(_outcome)
+    HOLD_DECISION_SECONDS.labels(_outcome)
+for _result in ("success", "retry", "failure", "dropped"):
+    WEBHOOK_DELIVERIES.labels(_result)
+
+
 def render() -> tuple[bytes, str]:
     """The text exposition of every metric above and its content type, for `/metrics`."""
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST

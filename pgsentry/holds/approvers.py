@@ -127,7 +127,7 @@ class ApproverStore:
 
     def __init__(self, path: Path | None = None) -> None:
         self._path = path
-        self._stamp: tuple[int, int] | None = None
+        self._stamp: tuple[int, int, int] | None = None
         self._entries: list[tuple[Approver, bytes]] = []
         self.reload()
 
@@ -150,13 +150,13 @@ class ApproverStore:
         ]
         self._stamp = stamp
 
-    def _file_stamp(self) -> tuple[int, int] | None:
+    def _file_stamp(self) -> tuple[int, int, int] | None:
         assert self._path is not None
         try:
             st = self._path.stat()
         except OSError:
             return None
-        return (st.st_mtime_ns, st.st_size)
+        return (st.st_ino, st.st_mtime_ns, st.st_size)  # _write replaces: a new inode
 
     def _refresh(self) -> None:
         if self._path is not None and self._file_stamp() != self._stamp:
