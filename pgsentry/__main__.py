@@ -1,0 +1,5 @@
+"""`python -m pgsentry` is the `pgsentry` command."""
+
+from pgsentry.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,383 @@
+"""One client connection: the asyncio glue around a `Session`.
+
+Owns the startup phase on the socket (SSLRequest / GSSENCRequest / CancelRequest /
+StartupMessage), the upstream connection, moving bytes both ways with flow control,
+and carrying out what the session asks for (holds, closing). Decides nothing itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from pgsentry import metrics
+from pgsentry.policy.decision import HoldSpec
+from pgsentry.session.session import Session
+from pgsentry.wire import errors as E
+from pgsentry.wire.startup import (
+    CancelRequest,
+    GSSENCRequest,
+    SSLRequest,
+    StartupDecoder,
+    StartupMessage,
+)
+
+from .upstream import UpstreamError, open_upstream
+
+if TYPE_CHECKING:
+    from .server import Proxy
+
+log = logging.getLogger(__name__)
+
+
+class UpstreamProtocol(asyncio.Protocol):
+    """Receives the server's bytes and hands them to the client connection."""
+
+    def __init__(self, conn: ClientConnection) -> None:
+        self.conn = conn
+
+    def data_received(self, data: bytes) -> None:
+        self.conn.server_data(data)
+
+    def eof_received(self) -> bool:
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.conn.upstream_lost(exc)
+
+    def pause_writing(self) -> None:
+        self.conn.pause_client_reading()
+
+    def resume_writing(self) -> None:
+        self.conn.resume_client_reading()
+
+
+class ClientConnection(asyncio.Protocol):
+    """The client side of one proxied session."""
+
+    def __init__(self, proxy: Proxy) -> None:
+        self.proxy = proxy
+        self.transport: asyncio.Transport | None = None
+        self.upstream: asyncio.Transport | None = None
+        self.session: Session | None = None
+        self.decoder: StartupDecoder | None = StartupDecoder()
+        self.session_id = proxy.new_session_id()
+        self.client_addr: str | None = None
+        self.tls = False
+        self.started = time.monotonic()
+        self.closed = False
+        self.close_reason = "client closed"
+        self.hold_id: str | None = None
+        self._hold_task: asyncio.Task[None] | None = None
+        self._early: list[bytes] = []  # client bytes that arrived before upstream was ready
+        self._paused_for_audit = False
+        self.shutting_down = False
+
+    # ------------------------------------------------------------------ asyncio callbacks
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        if isinstance(peer, tuple):
+            self.client_addr = str(peer[0])
+            port = peer[1]
+        else:
+            port = None
+        metrics.CONNECTIONS.inc()
+        metrics.CONNECTIONS_ACTIVE.inc()
+        self.proxy.audit.emit(
+            "connection_open",
+            session_id=self.session_id,
+            client_addr=self.client_addr,
+            client_port=port,
+        )
+        self.proxy.connections.add(self)
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            session = self.session
+            if session is not None and self.upstream is not None:
+                session.client_data(data)
+                self._flush()
+            elif self.decoder is not None:
+                self._startup_data(data)
+            else:
+                self._early.append(data)
+        except E.ProtocolError as exc:
+            self._protocol_error("client", exc)
+
+    def eof_received(self) -> bool:
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._finish("client closed" if exc is None else f"client error: {exc}")
+
+    def pause_writing(self) -> None:
+        if self.upstream is not None:
+            self.upstream.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.upstream is not None:
+            self.upstream.resume_reading()
+
+    def pause_client_reading(self) -> None:
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume_client_reading(self) -> None:
+        if self.transport is not None and not self._paused_for_audit:
+            self.transport.resume_reading()
+
+    # ------------------------------------------------------------------ startup phase
+    def _startup_data(self, data: bytes) -> None:
+        decoder = self.decoder
+        assert decoder is not None
+        decoder.feed(data)
+        packet = decoder.next_packet()
+        if packet is None:
+            return
+        if isinstance(packet, SSLRequest):
+            self._on_ssl_request(decoder)
+        elif isinstance(packet, GSSENCRequest):
+            self._write(b"N")
+            self._startup_data(b"")
+        elif isinstance(packet, CancelRequest):
+            self.decoder = None
+            self.proxy.cancel(packet.pid, packet.secret)
+            self._close("cancel request")
+        else:
+            assert isinstance(packet, StartupMessage)
+            self.decoder = None
+            rest = decoder.take_remaining()
+            if rest:
+                self._early.append(rest)
+            self._start_session(packet)
+
+    def _on_ssl_request(self, decoder: StartupDecoder) -> None:
+        ctx = self.proxy.client_tls
+        if ctx is None or self.tls:
+            self._write(b"N")
+            self._startup_data(b"")
+            return
+        if decoder.buffered:
+            raise E.ProtocolError("received unencrypted data after SSL request")
+        self._write(b"S")
+        assert self.transport is not None
+        self.transport.pause_reading()
+        task = asyncio.get_running_loop().create_task(self._start_tls(ctx))
+        self.proxy.track(task)
+
+    async def _start_tls(self, ctx: object) -> None:
+        import ssl
+
+        assert isinstance(ctx, ssl.SSLContext) and self.transport is not None
+        loop = asyncio.get_running_loop()
+        try:
+            new = await loop.start_tls(self.transport, self, ctx, server_side=True)
+        except (OSError, ssl.SSLError, ConnectionError) as exc:
+            log.info("session %s: TLS handshake failed: %s", self.session_id, exc)
+            self._close(f"TLS handshake failed: {exc}")
+            return
+        if new is None:
+            self._close("TLS handshake failed")
+            return
+        self.transport = new
+        self.tls = True
+
+    def _start_session(self, startup: StartupMessage) -> None:
+        if self.proxy.client_tls is not None and self.proxy.require_client_tls and not self.tls:
+            self._fatal(E.INVALID_AUTHORIZATION, "pgsentry requires TLS (sslmode=require)")
+            return
+        self.session = self.proxy.new_session(self)
+        self.session.startup(startup)
+        if self.session.to_client:
+            self._write_all(self.session.to_client)
+        assert self.transport is not None
+        self.transport.pause_reading()
+        self.proxy.track(asyncio.get_running_loop().create_task(self._connect_upstream()))
+
+    async def _connect_upstream(self) -> None:
+        try:
+            reader, writer, upstream_tls = await open_upstream(self.proxy.upstream)
+        except UpstreamError as exc:
+            metrics.UPSTREAM_CONNECT_FAILURES.inc()
+            log.warning("session %s: %s", self.session_id, exc)
+            self._fatal(E.CONNECTION_FAILURE, f"pgsentry: {exc}")
+            return
+        if self.closed:
+            writer.close()
+            return
+        transport = writer.transport
+        assert isinstance(transport, asyncio.Transport)
+        proto = UpstreamProtocol(self)
+        transport.set_protocol(proto)
+        self.upstream = transport
+        self.proxy.audit.emit(
+            "connection_tls", session_id=self.session_id, client=self.tls, upstream=upstream_tls
+        )
+        self._flush()
+        early, self._early = self._early, []
+        assert self.transport is not None
+        self.transport.resume_reading()
+        for chunk in early:
+            self.data_received(chunk)
+        del reader
+
+    # ------------------------------------------------------------------ data flow
+    def server_data(self, data: bytes) -> None:
+        session = self.session
+        if session is None or self.closed:
+            return
+        try:
+            session.server_data(data)
+        except E.ProtocolError as exc:
+            self._protocol_error("server", exc)
+            return
+        out = session.to_client
+        if out and self.transport is not None:
+            if len(out) == 1:
+                self.transport.write(out[0])
+            else:
+                self.transport.writelines(out)
+            out.clear()
+        if self.shutting_down and session.status == b"I" and not session.hold:
+            self._fatal(E.ADMIN_SHUTDOWN, "terminating connection: pgsentry is shutting down")
+
+    def _flush(self) -> None:
+        session = self.session
+        assert session is not None
+        out = session.to_server
+        if out and self.upstream is not None:
+            if len(out) == 1:
+                self.upstream.write(out[0])
+            else:
+                self.upstream.writelines(out)
+            out.clear()
+        if session.to_client:
+            self._write_all(session.to_client)
+        if session.hold is not None and self._hold_task is None:
+            self._hold_task = asyncio.get_running_loop().create_task(self._run_hold())
+        if session.terminated:
+            self._close("client terminated")
+            return
+        audit = self.proxy.audit
+        if audit.congested and not self._paused_for_audit:
+            self._paused_for_audit = True
+            assert self.transport is not None
+            self.transport.pause_reading()
+            self.proxy.track(asyncio.get_running_loop().create_task(self._wait_audit()))
+
+    async def _wait_audit(self) -> None:
+        await self.proxy.audit.drained()
+        self._paused_for_audit = False
+        if self.transport is not None and not self.closed:
+            self.transport.resume_reading()
+
+    # ------------------------------------------------------------------ holds
+    async def _run_hold(self) -> None:
+        session = self.session
+        assert session is not None and session.hold is not None
+        request = session.hold
+        decision = request.verdict.decision
+        try:
+            outcome = await self.proxy.run_hold(self, request.sql, request.verdict, decision)
+        finally:
+            self.hold_id = None
+            self._hold_task = None
+        if self.closed:
+            return
+        session.resolve_hold(outcome)
+        self._flush()
+
+    def notice(self, data: bytes) -> None:
+        self._write(data)
+
+    # ------------------------------------------------------------------ endings
+    def upstream_lost(self, exc: Exception | None) -> None:
+        if self.closed:
+            return
+        session = self.session
+        if session is not None and session.terminated:
+            self._close("client terminated")
+            return
+        log.info("session %s: upstream closed the connection (%s)", self.session_id, exc)
+        self._fatal(
+            E.CONNECTION_FAILURE,
+            "pgsentry: the upstream server closed the connection unexpectedly",
+            reason="upstream closed",
+        )
+
+    def _protocol_error(self, side: str, exc: E.ProtocolError) -> None:
+        metrics.PROTOCOL_ERRORS.labels(side).inc()
+        log.warning("session %s: protocol error from %s: %s", self.session_id, side, exc)
+        self.proxy.audit.emit(
+            "protocol_error", session_id=self.session_id, side=side, detail=str(exc)
+        )
+        if side == "client":
+            self._fatal(exc.sqlstate, str(exc), reason="protocol error")
+        else:
+            self._fatal(E.PROTOCOL_VIOLATION, "pgsentry: invalid data from the upstream server")
+
+    def _fatal(self, sqlstate: str, message: str, reason: str | None = None) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.write(E.fatal(sqlstate, message))
+        self._close(reason or message)
+
+    def shutdown(self) -> None:
+        """Graceful stop: close now if idle, else after the statement in flight."""
+        self.shutting_down = True
+        session = self.session
+        if session is None or (session.status == b"I" and session.hold is None):
+            self._fatal(E.ADMIN_SHUTDOWN, "terminating connection: pgsentry is shutting down")
+
+    def _write(self, data: bytes) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.write(data)
+
+    def _write_all(self, out: list[bytes | memoryview]) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.writelines(out)
+        out.clear()
+
+    def _close(self, reason: str) -> None:
+        if self.closed:
+            return
+        self.close_reason = reason
+        if self.transport is not None:
+            self.transport.close()
+        if self.upstream is not None:
+            self.upstream.close()
+        self._finish(reason)
+
+    def _finish(self, reason: str) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
+        if self.upstream is not None and not self.upstream.is_closing():
+            self.upstream.close()
+        if self.closed:
+            return
+        self.closed = True
+        if self.hold_id is not None:
+            self.proxy.abandon_hold(self.hold_id)
+        if self._hold_task is not None:
+            self._hold_task.cancel()
+        metrics.CONNECTIONS_ACTIVE.dec()
+        session = self.session
+        sent = session.bytes_from_client if session else 0
+        received = session.bytes_from_server if session else 0
+        metrics.BYTES.labels("client_to_server").inc(sent)
+        metrics.BYTES.labels("server_to_client").inc(received)
+        self.proxy.audit.emit(
+            "connection_close",
+            session_id=self.session_id,
+            duration_ms=round((time.monotonic() - self.started) * 1000, 3),
+            bytes_from_client=sent,
+            bytes_from_server=received,
+            reason=self.close_reason if reason == "client closed" else reason,
+        )
+        self.proxy.forget(self)
+
+
+__all__ = ["ClientConnection", "HoldSpec"]

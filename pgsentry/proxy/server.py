@@ -1,0 +1,193 @@
+"""The listener and the table of live sessions: accept, cancel routing, holds, shutdown.
+
+Owns the listening socket, the map from the BackendKeyData the proxy hands out to
+the session that owns it (so a CancelRequest reaches exactly that session's upstream
+backend), carrying out holds through the hold registry, and graceful shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import secrets
+import ssl
+import time
+from typing import TYPE_CHECKING, Any, Protocol
+
+from pgsentry import metrics
+from pgsentry.analysis import analyze
+from pgsentry.holds import HoldLimitExceeded, HoldRegistry, HoldState
+from pgsentry.policy.decision import Decision, HoldSpec
+from pgsentry.session.decider import PolicyHolder, SessionDecider, Verdict
+from pgsentry.session.session import Session
+from pgsentry.wire import errors as E
+
+from .connection import ClientConnection
+from .upstream import UpstreamError, UpstreamTarget, send_cancel
+
+if TYPE_CHECKING:
+    pass
+
+log = logging.getLogger(__name__)
+
+
+class AuditLike(Protocol):
+    @property
+    def congested(self) -> bool: ...
+
+    def emit(self, event: str, /, **fields: object) -> None: ...
+
+    async def drained(self) -> None: ...
+
+
+class Proxy:
+    """Accepts clients and wires each to a fresh upstream connection."""
+
+    def __init__(
+        self,
+        *,
+        upstream: UpstreamTarget,
+        policy: PolicyHolder,
+        audit: AuditLike,
+        client_tls: ssl.SSLContext | None = None,
+        require_client_tls: bool = False,
+        holds: HoldRegistry | None = None,
+        approve_hint: str = "",
+    ) -> None:
+        self.upstream = upstream
+        self.policy = policy
+        self.audit = audit
+        self.client_tls = client_tls
+        self.require_client_tls = require_client_tls
+        self.holds = holds
+        self.approve_hint = approve_hint
+        self.connections: set[ClientConnection] = set()
+        self._keys: dict[tuple[int, int], ClientConnection] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._ids = itertools.count(1)
+        self._prefix = secrets.token_hex(3)
+        self._server: asyncio.Server | None = None
+
+    async def start(self, host: str, port: int) -> asyncio.Server:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: ClientConnection(self), host, port, reuse_address=True, backlog=4096
+        )
+        return self._server
+
+    @property
+    def listening(self) -> bool:
+        return self._server is not None and self._server.is_serving()
+
+    def track(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def new_session_id(self) -> str:
+        return f"{self._prefix}-{next(self._ids)}"
+
+    def new_session(self, conn: ClientConnection) -> Session:
+        while True:
+            key = (secrets.randbits(31) or 1, secrets.randbits(32))
+            if key not in self._keys:
+                break
+        self._keys[key] = conn
+        return Session(
+            session_id=conn.session_id,
+            decider=SessionDecider(self.policy, analyze),
+            audit=self.audit,
+            proxy_key=key,
+            client_addr=conn.client_addr,
+        )
+
+    def forget(self, conn: ClientConnection) -> None:
+        self.connections.discard(conn)
+        if conn.session is not None:
+            self._keys.pop(conn.session.proxy_key, None)
+
+    # ------------------------------------------------------------------ cancel
+    def cancel(self, pid: int, secret: int) -> None:
+        conn = self._keys.get((pid, secret))
+        if conn is None or conn.session is None:
+            metrics.CANCEL_REQUESTS.labels("unknown_key").inc()
+            return
+        if conn.hold_id is not None and self.holds is not None:
+            self.holds.cancel(conn.hold_id)
+            metrics.CANCEL_REQUESTS.labels("forwarded").inc()
+            return
+        upstream_key = conn.session.upstream_key
+        if upstream_key is None:
+            return
+        self.track(asyncio.get_running_loop().create_task(self._send_cancel(*upstream_key)))
+
+    async def _send_cancel(self, pid: int, secret: int) -> None:
+        try:
+            await send_cancel(self.upstream, pid, secret)
+            metrics.CANCEL_REQUESTS.labels("forwarded").inc()
+        except UpstreamError as exc:
+            metrics.CANCEL_REQUESTS.labels("failed").inc()
+            log.warning("cancel request could not be forwarded: %s", exc)
+
+    # ------------------------------------------------------------------ holds
+    async def run_hold(
+        self, conn: ClientConnection, sql: str, verdict: Verdict, decision: Decision
+    ) -> str:
+        """Hold a statement until approved, denied, expired or cancelled; return the outcome."""
+        session = conn.session
+        assert session is not None
+        if self.holds is None:
+            return "denied by pgsentry: holds need an approval channel (none is configured)"
+        spec = decision.hold or HoldSpec()
+        try:
+            hold = self.holds.create(
+                statement=sql,
+                analysis_summary={"facts": verdict.facts or []},
+                principal=session.principal,
+                session_id=session.session_id,
+                rule=decision.rule or "default",
+                spec=spec,
+                message=decision.message,
+            )
+        except HoldLimitExceeded as exc:
+            return f"denied by pgsentry: too many statements are held ({exc})"
+        conn.hold_id = hold.id
+        hint = self.approve_hint.format(hold_id=hold.id) if self.approve_hint else ""
+        conn.notice(
+            E.notice_response(
+                f"pgsentry: statement held for approval (hold {hold.id}, rule {hold.rule}); "
+                f"waiting up to {int(spec.timeout_seconds)}s",
+                detail=decision.message,
+                hint=hint or f"Ask an approver to run: pgsentry holds approve {hold.id}",
+            )
+        )
+        result = await hold.wait()
+        outcome = result.outcome
+        if outcome is HoldState.APPROVED:
+            self.audit.emit("hold_executing", hold_id=hold.id, session_id=session.session_id)
+            return "approved"
+        if outcome is HoldState.DENIED:
+            who = ", ".join(result.approvers) or "an approver"
+            reason = f": {result.reason}" if result.reason else ""
+            return f"denied by {who}{reason}"
+        if outcome is HoldState.EXPIRED:
+            return "expired"
+        return "cancelled"
+
+    def abandon_hold(self, hold_id: str) -> None:
+        if self.holds is not None:
+            self.holds.abandon(hold_id)
+
+    # ------------------------------------------------------------------ shutdown
+    async def shutdown(self, grace: float) -> None:
+        """Stop accepting; let statements in flight finish for up to `grace` seconds."""
+        if self._server is not None:
+            self._server.close()
+        for conn in list(self.connections):
+            conn.shutdown()
+        deadline = time.monotonic() + grace
+        while self.connections and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        for conn in list(self.connections):
+            conn._fatal(E.ADMIN_SHUTDOWN, "terminating connection: pgsentry is shutting down")
+        await asyncio.sleep(0)
