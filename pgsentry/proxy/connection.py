@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from pgsentry import metrics
 from pgsentry.policy.decision import HoldSpec
@@ -73,12 +73,12 @@ class ClientConnection(asyncio.Protocol):
         self._hold_task: asyncio.Task[None] | None = None
         self._early: list[bytes] = []  # client bytes that arrived before upstream was ready
         self._paused_for_audit = False
+        self._upstream_writer: asyncio.StreamWriter | None = None
         self.shutting_down = False
 
     # ------------------------------------------------------------------ asyncio callbacks
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         if isinstance(peer, tuple):
             self.client_addr = str(peer[0])
@@ -183,7 +183,7 @@ class ClientConnection(asyncio.Protocol):
         if new is None:
             self._close("TLS handshake failed")
             return
-        self.transport = new
+        self.transport = cast(asyncio.Transport, new)
         self.tls = True
 
     def _start_session(self, startup: StartupMessage) -> None:
@@ -209,11 +209,11 @@ class ClientConnection(asyncio.Protocol):
         if self.closed:
             writer.close()
             return
-        transport = writer.transport
-        assert isinstance(transport, asyncio.Transport)
+        transport = cast(asyncio.Transport, writer.transport)
         proto = UpstreamProtocol(self)
         transport.set_protocol(proto)
         self.upstream = transport
+        self._upstream_writer = writer  # a StreamWriter closes its transport when collected
         self.proxy.audit.emit(
             "connection_tls", session_id=self.session_id, client=self.tls, upstream=upstream_tls
         )
@@ -299,8 +299,8 @@ class ClientConnection(asyncio.Protocol):
         if self.closed:
             return
         session = self.session
-        if session is not None and session.terminated:
-            self._close("client terminated")
+        if session is not None and (session.terminated or session.server_fatal):
+            self._close("client terminated" if session.terminated else "server ended the session")
             return
         log.info("session %s: upstream closed the connection (%s)", self.session_id, exc)
         self._fatal(

@@ -76,6 +76,7 @@ class Session:
         self.hold: HoldRequest | None = None
         self.upstream_key: tuple[int, int] | None = None
         self.terminated = False
+        self.server_fatal = False  # the server sent FATAL: it closes next, the client knows why
         self.status = b"I"
         self.scs = True  # standard_conforming_strings, from ParameterStatus
         self.bytes_from_client = 0
@@ -456,6 +457,8 @@ class Session:
                 break
         fields = E.parse_error_fields(msg[5:])
         sqlstate = fields.get("C", "")
+        if fields.get("V", fields.get("S")) in ("FATAL", "PANIC"):
+            self.server_fatal = True
         if self.phase is Phase.AUTHENTICATING:
             self.audit.emit(
                 "connection_auth",
