@@ -116,6 +116,7 @@ def _facts_lines(i: int, n: int, f: StatementFacts) -> list[str]:
         f"  cascade:     {str(f.cascade).lower()}",
         f"  dynamic_sql: {str(f.dynamic_sql).lower()}",
         f"  functions:   {', '.join(f.functions) or '-'}",
+        f"  objects:     {', '.join(f.objects) or '-'}",
     ]
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, time
 from fnmatch import translate
 from functools import lru_cache
@@ -51,9 +51,11 @@ class Context:
     who: Principal
     now: datetime
     oid: int | None = None
-    local: dict[str, datetime] = field(default_factory=dict)
+    local: dict[str, datetime] | None = None
 
     def local_time(self, zone: str) -> datetime:
+        if self.local is None:
+            self.local = {}
         t = self.local.get(zone)
         if t is None:
             t = self.local[zone] = self.now.astimezone(ZoneInfo(zone))
@@ -162,28 +164,28 @@ class FlagCondition(Condition):
         return f"{self.name} is {getattr(ctx.facts, self.name)} (wanted {self.value})"
 
 
-class FunctionCondition(Condition):
-    """Flagged function globs: any (deny / hold) or every (allow) function must match."""
+class NamesCondition(Condition):
+    """functions / objects globs: any (deny / hold) or every (allow) name must match,
+    and there must be at least one."""
 
-    name = "functions"
-
-    def __init__(self, patterns: list[str], allow: bool) -> None:
+    def __init__(self, name: str, patterns: list[str], allow: bool) -> None:
+        self.name = name
         self.glob = Glob(patterns)
         self.allow = allow
 
     def test(self, ctx: Context) -> bool:
-        fns = ctx.facts.functions
-        if not fns:
+        names: tuple[str, ...] = getattr(ctx.facts, self.name)
+        if not names:
             return False
         if self.allow:
-            return all(self.glob.match(f) for f in fns)
-        return any(self.glob.match(f) for f in fns)
+            return all(self.glob.match(f) for f in names)
+        return any(self.glob.match(f) for f in names)
 
     def explain(self, ctx: Context) -> str:
-        fns = ", ".join(ctx.facts.functions) or "none"
+        names = ", ".join(getattr(ctx.facts, self.name)) or "none"
         mode = "every" if self.allow else "any"
         verdict = "matches" if self.test(ctx) else "does not match"
-        return f"{mode} function of [{fns}] {verdict} {self.glob}"
+        return f"{mode} of {self.name} [{names}] {verdict} {self.glob}"
 
 
 class OriginCondition(Condition):
@@ -355,7 +357,9 @@ def compile_conditions(
     if match.relations is not None:
         out.append(RelationCondition(match.relations, allow))
     if match.functions is not None:
-        out.append(FunctionCondition(match.functions, allow))
+        out.append(NamesCondition("functions", match.functions, allow))
+    if match.objects is not None:
+        out.append(NamesCondition("objects", match.objects, allow))
     if who.users is not None:
         out.append(NameCondition("users", "user", who.users))
     if who.databases is not None:

@@ -9,7 +9,7 @@ proxy's hot path (loading lives in `load`).
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -18,7 +18,7 @@ from pgsentry.analysis.facts import Analysis, StatementFacts
 from pgsentry.policy.conditions import Condition, Context, utc
 from pgsentry.policy.decision import Action, Decision, HoldSpec, Principal
 from pgsentry.policy.model import TestCase
-from pgsentry.policy.vocabulary import FUNCTION_CALL
+from pgsentry.policy.vocabulary import FUNCTION_CALL, KINDS
 
 SEVERITY = {Action.ALLOW: 0, Action.HOLD: 1, Action.DENY: 2}
 _generations = itertools.count(1)
@@ -41,6 +41,7 @@ class CompiledRule:
     hold: HoldSpec | None = None
     description: str = ""
     source: str = ""  # "file:line" of the rule
+    kinds: frozenset[str] | None = None  # the vocabulary kinds it can match; None = any
 
     def matches(self, ctx: Context) -> tuple[bool, bool]:
         """(matched, consulted a clock / transaction condition)."""
@@ -100,6 +101,10 @@ class Policy:
             "the FunctionCall protocol message is allowed only for functions a rule allows",
         )
         self.rule_ids = frozenset(r.id for r in self.rules)
+        # per kind, only the rules that can match it (an unknown kind gets every rule)
+        self._by_kind = {
+            k: tuple(r for r in self.rules if r.kinds is None or k in r.kinds) for k in KINDS
+        }
 
     # -- per statement --------------------------------------------------------------
 
@@ -108,7 +113,7 @@ class Policy:
         fallback = fallback or self.default
         dynamic = False
         would: CompiledRule | None = None
-        for rule in self.rules:
+        for rule in self._by_kind.get(ctx.facts.kind, self.rules):
             matched, dyn = rule.matches(ctx)
             dynamic = dynamic or dyn
             if not matched:
@@ -154,25 +159,27 @@ class Policy:
             if self.shadow:
                 rule = self._shadow_allow
             v = Verdict(rule, would, False)
-            return _combine([v], ["could not parse the statement: " + analysis.parse_error])
-        if not analysis.statements:
+            error = analysis.parse_error
+            return _combine([v], lambda i: f"could not parse the statement: {error}")
+        statements = analysis.statements
+        if not statements:
             return Decision(Action.ALLOW, rule=None, reason="no statements")
         now = utc(now)
-        verdicts: list[Verdict] = []
-        labels: list[str] = []
-        n = len(analysis.statements)
-        for i, facts in enumerate(analysis.statements):
-            verdicts.append(self.judge(Context(facts, who, now)))
+        verdicts = [self.judge(Context(facts, who, now)) for facts in statements]
+
+        def label(i: int) -> str:
+            facts = statements[i]
             where = "" if facts.origin == "top" else f" in {facts.origin}"
-            labels.append(f"statement {i + 1} of {n} ({facts.kind}{where})")
-        return _combine(verdicts, labels)
+            return f"statement {i + 1} of {len(statements)} ({facts.kind}{where})"
+
+        return _combine(verdicts, label)
 
     def decide_function_call(self, oid: int, who: Principal, now: datetime) -> Decision:
         """FunctionCall message: allowed only if a rule allows kind `function_call` (and,
         if it lists `oids`, this oid). The policy default does not apply: no match = deny."""
         ctx = Context(_FUNCTION_CALL_FACTS, who, utc(now), oid=oid)
         v = self.judge(ctx, self._function_call_deny)
-        return _combine([v], [f"function call oid {oid}"])
+        return _combine([v], lambda i: f"function call oid {oid}")
 
 
 def _describe(rule: CompiledRule) -> str:
@@ -212,15 +219,22 @@ def _intersect(lists: list[tuple[str, ...]]) -> tuple[str, ...]:
     return tuple(x for x in lists[0] if x in common)
 
 
-def _combine(verdicts: list[Verdict], labels: list[str]) -> Decision:
-    worst = max(range(len(verdicts)), key=lambda i: (SEVERITY[verdicts[i].rule.action], -i))
-    wworst = max(range(len(verdicts)), key=lambda i: (SEVERITY[verdicts[i].would.action], -i))
+def _combine(verdicts: list[Verdict], label: Callable[[int], str]) -> Decision:
+    """The most severe statement decides (the first one on a tie)."""
+    worst = wworst = 0
+    cacheable = True
+    for i, v in enumerate(verdicts):
+        if SEVERITY[v.rule.action] > SEVERITY[verdicts[worst].rule.action]:
+            worst = i
+        if SEVERITY[v.would.action] > SEVERITY[verdicts[wworst].would.action]:
+            wworst = i
+        if v.dynamic:
+            cacheable = False
     rule = verdicts[worst].rule
     would = verdicts[wworst].would
-    cacheable = not any(v.dynamic for v in verdicts)
     action = rule.action
     hold: HoldSpec | None = None
-    reason = f"{labels[worst]}: {_describe(rule)}"
+    reason = f"{label(worst)}: {_describe(rule)}"
     message = rule.message
     if action is Action.HOLD:
         specs = [v.rule.hold or HoldSpec() for v in verdicts if v.rule.action is Action.HOLD]
@@ -230,7 +244,7 @@ def _combine(verdicts: list[Verdict], labels: list[str]) -> Decision:
             message = "held statements in this text need approvers with no one in common"
             reason += "; hold rules conflict"
     if rule.id == "shadow-mode":
-        reason = f"policy in shadow mode; would: {labels[wworst]}: {_describe(would)}"
+        reason = f"policy in shadow mode; would: {label(wworst)}: {_describe(would)}"
         rule_id: str | None = None
         message = None
     else:

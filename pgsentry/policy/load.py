@@ -9,6 +9,7 @@ Must not evaluate statements.
 from __future__ import annotations
 
 import difflib
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from pgsentry.policy.model import (
     Who,
     Window,
 )
+from pgsentry.policy.vocabulary import KINDS
 
 Loc = tuple[str | int, ...]
 SETTINGS = ("default", "default_message", "on_unparseable", "shadow", "timezone")
@@ -195,6 +197,12 @@ def _windows(rule: Rule) -> list[tuple[str, int, Window]]:
     ]
 
 
+def _expand_kinds(patterns: list[str] | None) -> frozenset[str] | None:
+    if patterns is None:
+        return None
+    return frozenset(k for k in KINDS if any(fnmatchcase(k, p) for p in patterns))
+
+
 def load_policy(path: Path) -> Policy:
     """Read, validate and compile the policy at `path` (a file or a directory)."""
     files = policy_files(path)
@@ -249,6 +257,7 @@ def load_policy(path: Path) -> Policy:
                     hold=_hold_spec(rule.hold) if action is Action.HOLD else None,
                     description=rule.description,
                     source=f"{f}:{line_of(locs, ('rules', i))}",
+                    kinds=_expand_kinds(rule.match.kinds),
                 )
             )
         for i, case in enumerate(pf.tests):

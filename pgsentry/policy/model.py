@@ -10,12 +10,13 @@ from __future__ import annotations
 import ipaddress
 import re
 from datetime import datetime
+from fnmatch import fnmatchcase
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
-from pgsentry.policy.vocabulary import ORIGINS, known_kinds
+from pgsentry.policy.vocabulary import KINDS, ORIGINS
 
 ActionName = Literal["allow", "deny", "hold"]
 WhereName = Literal["missing", "tautological", "present"]
@@ -130,19 +131,15 @@ class Match(_Strict):
     cascade: bool | None = None
     dynamic_sql: bool | None = None
     functions: StrList | None = None
+    objects: StrList | None = None
     origins: StrList | None = None
     oids: Annotated[list[int], BeforeValidator(_as_list), Field(min_length=1)] | None = None
 
     @field_validator("kinds")
     @classmethod
     def _kinds(cls, v: list[str] | None) -> list[str] | None:
-        known = known_kinds()
-        if v is None or known is None:
-            return v
-        from fnmatch import fnmatchcase
-
-        for pattern in v:
-            if not any(fnmatchcase(k, pattern) for k in known):
+        for pattern in v or ():
+            if not any(fnmatchcase(k, pattern) for k in KINDS):
                 raise ValueError(f"{pattern!r} matches no statement kind (see the kinds list)")
         return v
 

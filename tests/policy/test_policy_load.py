@@ -77,6 +77,8 @@ def test_missing_required_key_points_at_the_rule(tmp_path: Path) -> None:
         ("who: {users: []}", "rules[0].who.users", "at least 1"),
         ("match: {relations: [accounts]}", "rules[0].match.relations", "*.accounts"),
         ("match: {where: [sometimes]}", "rules[0].match.where[0]", "'sometimes'"),
+        ("match: {kinds: [drop_tabel]}", "rules[0].match.kinds", "matches no statement kind"),
+        ("match: {kinds: ['alter_*_colum']}", "rules[0].match.kinds", "'alter_*_colum'"),
         ("match: {origins: [attic]}", "rules[0].match.origins", "not an origin"),
         ("hold: {approvals: 2}", "rules[0]", "only allowed with action: hold"),
     ],

@@ -169,7 +169,8 @@ def test_in_transaction_is_not_cacheable(tmp_path: Path) -> None:
 def test_time_window_with_zone_and_dst(tmp_path: Path) -> None:
     p = deny_if(
         tmp_path,
-        "    who:\n      during: [{days: [mon-fri], hours: '09:00-18:00', timezone: Europe/Paris}]\n",
+        "    who:\n      during:\n"
+        "        - {days: [mon-fri], hours: '09:00-18:00', timezone: Europe/Paris}\n",
     )
     # summer: Paris = UTC+2
     assert action(p, stmt("select"), now=datetime(2024, 6, 5, 6, 59, tzinfo=UTC)) == "allow"
@@ -248,3 +249,28 @@ def test_function_call_needs_an_allow_rule(tmp_path: Path) -> None:
     assert (d.action, d.rule) == (Action.DENY, "intern-nothing")
     # an oids condition never matches an SQL statement
     assert p.decide(one(stmt("select")), APP, NOON).rule == "select-is-fine"
+
+
+def test_objects_any_for_deny_every_for_allow(tmp_path: Path) -> None:
+    p = policy(
+        tmp_path,
+        """
+        version: 1
+        default: allow
+        rules:
+          - id: scratch-schemas-may-go
+            action: allow
+            match: {kinds: [drop_schema], objects: ['scratch_*']}
+          - id: no-drop-schema
+            action: deny
+            match: {kinds: [drop_schema]}
+          - id: protect-app-role
+            action: deny
+            match: {objects: [app]}
+        """,
+    )
+    assert action(p, stmt("drop_schema", objects=("scratch_1",))) == "allow"
+    assert action(p, stmt("drop_schema", objects=("scratch_1", "public"))) == "deny"
+    assert action(p, stmt("drop_schema")) == "deny"
+    assert action(p, stmt("drop_role", objects=("app", "bob"))) == "deny"
+    assert action(p, stmt("drop_role", objects=("bob",))) == "allow"
