@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 
-class WhereClause(str, Enum):
+class WhereClause(str, Enum):  # noqa: UP042  (contract: keep str() as is)
     """How the WHERE clause of a DELETE / UPDATE restricts the rows it touches."""
 
     PRESENT = "present"  # a real restriction
@@ -39,7 +39,7 @@ class StatementFacts:
 
     `kind` is one word of the documented vocabulary (see analysis/kinds.py).
     `origin` says where it was found: "top", "cte", "do_block", "function_body",
-    "rule_action", "prepare", "explain".
+    "rule_action", "prepare", "explain", "copy", "subcommand" (see analysis/kinds.py).
     """
 
     kind: str
@@ -50,6 +50,9 @@ class StatementFacts:
     dynamic_sql: bool = False  # code that cannot be seen statically (EXECUTE in plpgsql...)
     functions: tuple[str, ...] = ()  # flagged dangerous functions called, lower-case names
     text: str = ""  # the statement's own text (best effort, for audit / explain)
+    # Named non-relation objects the statement targets or defines: schema, database, role,
+    # function, trigger, extension, prepared-statement names ("schema.name" when qualified).
+    objects: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

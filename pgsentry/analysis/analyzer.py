@@ -1,0 +1,124 @@
+"""`analyze(sql)`: SQL text -> `Analysis`, with two bounded caches in front of the parser.
+
+Owns the public entry point, the caches and the fast path. Never raises.
+
+1. Text cache: (text, standard_conforming_strings) -> Analysis. A repeated text costs one
+   dictionary look-up.
+2. Shape cache (the fast path for never-seen texts): libpg_query's `normalize` replaces
+   every constant token with $n and keeps all other text byte for byte, so two texts with
+   the same normalized form differ only in constants. A full analysis is stored under its
+   normalized form only when it is one SELECT / INSERT / UPDATE / DELETE with no nested
+   statement, no session effect and no dynamic code, and no fact depended on a constant's
+   value or type (`Sensitivity`). Any other text, or one whose shape is not stored yet,
+   takes the full path. `normalize` parses the whole text, so a text that does not parse,
+   or that hides a second statement, never matches a stored shape.
+3. Full path: `extract.Run`.
+
+Must not know who is asking; policy reloads do not touch these caches (facts do not
+depend on policy).
+"""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+from pglast import parser
+
+from pgsentry.analysis import kinds as K
+from pgsentry.analysis.extract import Run, whole_text
+from pgsentry.analysis.facts import Analysis, StatementFacts
+from pgsentry.analysis.literals import Refused
+
+TEXT_CACHE_SIZE = 8192
+SHAPE_CACHE_SIZE = 4096
+MAX_CACHED_TEXT = 64 * 1024  # longer texts are analysed every time, never stored
+
+_V = TypeVar("_V")
+_SHAPE_KINDS = frozenset({K.SELECT, K.INSERT, K.UPDATE, K.DELETE})
+
+_texts_on: dict[str, Analysis] = {}
+_texts_off: dict[str, Analysis] = {}
+_shapes: dict[str, StatementFacts] = {}
+
+
+def clear_cache() -> None:
+    """Forget every cached analysis and shape."""
+    _texts_on.clear()
+    _texts_off.clear()
+    _shapes.clear()
+
+
+def cache_sizes() -> tuple[int, int]:
+    """(cached texts, cached shapes), for metrics."""
+    return len(_texts_on) + len(_texts_off), len(_shapes)
+
+
+def analyze(sql: str, *, standard_conforming_strings: bool = True) -> Analysis:
+    """The facts of every statement in `sql`. Unanalysable text -> `parse_error` set."""
+    texts = _texts_on if standard_conforming_strings else _texts_off
+    hit = texts.get(sql)
+    if hit is not None:
+        return hit
+    if len(sql) > MAX_CACHED_TEXT:
+        return _full(sql, standard_conforming_strings, None)
+    shape: str | None = None
+    if standard_conforming_strings or "\\" not in sql:
+        try:
+            shape = parser.normalize(sql)
+        except Exception:
+            shape = None  # the full path reports the error
+        else:
+            facts = _shapes.get(shape)
+            if facts is not None and "\x00" not in sql:
+                result = Analysis(statements=(_with_text(facts, whole_text(sql)),))
+                _store(texts, sql, result, TEXT_CACHE_SIZE)
+                return result
+    result = _full(sql, standard_conforming_strings, shape)
+    _store(texts, sql, result, TEXT_CACHE_SIZE)
+    return result
+
+
+def _full(sql: str, scs: bool, shape: str | None) -> Analysis:
+    run = Run(scs)
+    try:
+        statements = tuple(run.analyze_text(sql, "top", 0))
+    except Refused as exc:
+        return Analysis(parse_error=str(exc))
+    except parser.ParseError as exc:
+        return Analysis(parse_error=str(exc))
+    except RecursionError:
+        return Analysis(parse_error="statement is nested too deeply to analyse")
+    except Exception as exc:  # fail closed: an analysis bug must never let text through
+        return Analysis(parse_error=f"analysis failed: {type(exc).__name__}: {exc}")
+    effects = tuple(run.effects)
+    result = Analysis(statements=statements, session_effects=effects)
+    if (
+        shape is not None
+        and not run.sens.hit
+        and not effects
+        and len(statements) == 1
+        and statements[0].kind in _SHAPE_KINDS
+        and not statements[0].dynamic_sql
+    ):
+        _store(_shapes, shape, statements[0], SHAPE_CACHE_SIZE)
+    return result
+
+
+def _with_text(facts: StatementFacts, text: str) -> StatementFacts:
+    return StatementFacts(
+        facts.kind,
+        facts.origin,
+        facts.relations,
+        facts.where,
+        facts.cascade,
+        facts.dynamic_sql,
+        facts.functions,
+        text,
+        facts.objects,
+    )
+
+
+def _store(cache: dict[str, _V], key: str, value: _V, limit: int) -> None:
+    if len(cache) >= limit:
+        del cache[next(iter(cache))]  # oldest first (insertion order)
+    cache[key] = value

@@ -1,0 +1,193 @@
+"""Code bodies: DO blocks and CREATE FUNCTION / PROCEDURE bodies.
+
+Owns `do_block` and `function_body`. PL/pgSQL is parsed with libpg_query's PL/pgSQL
+parser (`parse_plpgsql_json`); every static SQL statement in it becomes a nested fact
+(origin "do_block" / "function_body"), expressions contribute their functions and
+relations to the enclosing fact, and dynamic code (EXECUTE, FOR ... IN EXECUTE,
+OPEN ... FOR EXECUTE, RETURN QUERY EXECUTE) sets `dynamic_sql`. SQL-language bodies are
+analysed as SQL. Bodies in any other language, or that cannot be parsed, are opaque:
+`dynamic_sql`. Must not cache or know who is asking.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from pglast import parser
+
+from pgsentry.analysis.literals import Refused, check_text
+
+if TYPE_CHECKING:
+    from pgsentry.analysis.extract import Collector
+
+Node = dict[str, Any]
+
+_DYNAMIC_KEYS = frozenset({"PLpgSQL_stmt_dynexecute", "PLpgSQL_stmt_dynfors", "dynquery"})
+_MODE_DEFAULT, _MODE_EXPR = 0, 2
+_MODES_ASSIGN = frozenset({3, 4, 5})
+
+
+def _options(items: list[Node]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items:
+        d = item.get("DefElem", {})
+        out[str(d.get("defname", ""))] = d.get("arg")
+    return out
+
+
+def _string(arg: Any) -> str | None:
+    if isinstance(arg, dict) and "String" in arg:
+        return str(arg["String"].get("sval", ""))
+    return None
+
+
+def do_block(c: Collector, n: Node, text: str, depth: int) -> None:
+    """Facts of a DO statement's body; `text` is the DO statement's own text."""
+    opts = _options(n.get("args", []))
+    language = (_string(opts.get("language")) or "plpgsql").lower()
+    body = _string(opts.get("as"))
+    if language != "plpgsql" or body is None:
+        c.dynamic = True
+        return
+    _plpgsql(c, text, body, "do_block", depth)
+
+
+def function_body(c: Collector, n: Node, text: str, depth: int) -> None:
+    """Facts of a CREATE FUNCTION / PROCEDURE body; `text` is the statement's own text."""
+    sql_body = n.get("sql_body")
+    if sql_body is not None:  # BEGIN ATOMIC ... END / RETURN expr: already parsed
+        _sql_body(c, sql_body, text, depth)
+        return
+    opts = _options(n.get("options", []))
+    language = (_string(opts.get("language")) or "").lower()
+    as_arg = opts.get("as")
+    parts: list[Node] = as_arg.get("List", {}).get("items", []) if isinstance(as_arg, dict) else []
+    body = _string(parts[0]) if len(parts) == 1 else None
+    if body is None:
+        c.dynamic = True  # no body, or object file + symbol (C): opaque
+        return
+    if language == "plpgsql":
+        _plpgsql(c, text, body, "function_body", depth)
+    elif language == "sql":
+        _nested_text(c, body, "function_body", depth)
+    else:
+        c.dynamic = True
+
+
+def _sql_body(c: Collector, v: Any, text: str, depth: int) -> None:
+    if isinstance(v, list):
+        for x in v:
+            _sql_body(c, x, text, depth)
+        return
+    if not isinstance(v, dict) or len(v) != 1:
+        return
+    ((key, inner),) = v.items()
+    if key == "List":
+        _sql_body(c, inner.get("items", []), text, depth)
+    elif key == "ReturnStmt":
+        c.walk(inner, c.scope)
+    else:
+        c.extra.extend(c.run.statement(v, "function_body", text, frozenset(), depth + 1))
+
+
+def _nested_text(c: Collector, sql: str, origin: str, depth: int) -> None:
+    """Analyse a complete SQL text found inside a body; unparseable -> opaque."""
+    if depth + 1 > _max_depth():
+        c.dynamic = True
+        return
+    try:
+        c.extra.extend(c.run.analyze_text(sql, origin, depth + 1))
+    except Refused:
+        raise
+    except parser.ParseError:
+        c.dynamic = True
+
+
+def _expression(c: Collector, expr: str, origin: str, depth: int) -> None:
+    """An expression inside a body: its functions and relations count for the body."""
+    if depth + 1 > _max_depth():
+        c.dynamic = True
+        return
+    try:
+        facts = c.run.analyze_text("SELECT " + expr, origin, depth + 1)
+    except Refused:
+        raise
+    except parser.ParseError:
+        c.dynamic = True
+        return
+    if not facts:
+        return
+    first, rest = facts[0], facts[1:]
+    for r in first.relations:
+        c.relations[r] = None
+    for f in first.functions:
+        c.functions[f] = None
+    c.dynamic = c.dynamic or first.dynamic_sql
+    c.extra.extend(rest)
+
+
+def _max_depth() -> int:
+    from pgsentry.analysis.extract import MAX_DEPTH
+
+    return MAX_DEPTH
+
+
+def _plpgsql(c: Collector, text: str, body: str, origin: str, depth: int) -> None:
+    check_text(body, c.run.scs)
+    try:
+        functions = json.loads(parser.parse_plpgsql_json(text))
+    except Exception:
+        c.dynamic = True  # PostgreSQL may accept what libpg_query cannot compile: opaque
+        return
+    if not functions:
+        c.dynamic = True
+        return
+    _walk_pl(c, functions, origin, depth)
+
+
+def _walk_pl(c: Collector, v: Any, origin: str, depth: int) -> None:
+    if isinstance(v, dict):
+        for key, x in v.items():
+            if key in _DYNAMIC_KEYS:
+                c.dynamic = True
+            if key == "PLpgSQL_expr" and isinstance(x, dict):
+                _pl_expr(c, x, origin, depth)
+            elif isinstance(x, dict | list):
+                _walk_pl(c, x, origin, depth)
+    elif isinstance(v, list):
+        for x in v:
+            _walk_pl(c, x, origin, depth)
+
+
+def _pl_expr(c: Collector, x: Node, origin: str, depth: int) -> None:
+    query = str(x.get("query", ""))
+    mode = x.get("parseMode", _MODE_DEFAULT)
+    if mode == _MODE_DEFAULT:
+        _nested_text(c, query, origin, depth)
+    elif mode == _MODE_EXPR:
+        _expression(c, query, origin, depth)
+    elif mode in _MODES_ASSIGN:
+        rhs = _assignment_rhs(query)
+        if rhs is None:
+            c.dynamic = True
+        else:
+            _expression(c, rhs, origin, depth)
+
+
+def _assignment_rhs(query: str) -> str | None:
+    """The expression of `target := expr` (or `target = expr`), found with the scanner."""
+    try:
+        tokens = parser.scan(query)
+    except Exception:
+        return None
+    level = 0
+    data = query.encode("utf-8")
+    for tok in tokens:
+        if tok.name in ("ASCII_40", "ASCII_91"):
+            level += 1
+        elif tok.name in ("ASCII_41", "ASCII_93"):
+            level -= 1
+        elif level == 0 and tok.name in ("COLON_EQUALS", "ASCII_61"):
+            return data[tok.end + 1 :].decode("utf-8", "replace")
+    return None
