@@ -66,7 +66,7 @@ def run_test(policy: Policy, test: LocatedTest) -> list[str]:
     if case.would is not None or case.would_rule is not None:
         got += f"; would {_outcome(would, would_rule)}"
     return [
-        f"FAIL {test.source}: {case.name or case.sql!r} (wrong {', '.join(wrong)})",
+        f"FAIL {test.source}: {case.name or repr(case.sql)} (wrong {', '.join(wrong)})",
         f"     sql:      {' '.join(case.sql.split())}",
         f"     who:      {_who_line(who, at)}",
         f"     expected: {expected}",
@@ -173,12 +173,19 @@ def explain_command(
     n = len(analysis.statements)
     for i, facts in enumerate(analysis.statements, 1):
         print("\n".join(_facts_lines(i, n, facts)), file=out)
-        for rule, matched, why in policy.trace(Context(facts, who, when)):
+        steps = policy.trace(Context(facts, who, when))
+        other = [s.rule.id for s in steps if s.failed_on == "kinds" and len(s.why) == 1]
+        if other:
+            print(f"  rules not about kind {facts.kind}: {', '.join(other)}", file=out)
+        for step in steps:
+            if step.rule.id in other:
+                continue
+            rule = step.rule
             label = f"rule {rule.id}" if rule.id != "default" else "default"
-            tag = "MATCH" if matched else "no"
+            tag = "MATCH" if step.matched else "no"
             shadow = " shadow" if rule.shadow else ""
             print(f"  {label} ({rule.action.value}{shadow}): {tag}", file=out)
-            for reason in why:
+            for reason in step.why:
                 print(f"      {reason}", file=out)
     print(_decision_line(policy.decide(analysis, who, when)), file=out)
     return 0

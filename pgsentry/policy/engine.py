@@ -64,6 +64,16 @@ class Verdict:
 
 
 @dataclass(frozen=True, slots=True)
+class TraceStep:
+    """One rule as `explain` shows it: matched or not, why, and the condition that failed."""
+
+    rule: CompiledRule
+    matched: bool
+    why: list[str]
+    failed_on: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class LocatedTest:
     case: TestCase
     source: str  # "file:line"
@@ -128,26 +138,24 @@ class Policy:
             return Verdict(self._shadow_allow, fallback, dynamic)
         return Verdict(fallback, would or fallback, dynamic)
 
-    def trace(
-        self, ctx: Context, fallback: CompiledRule | None = None
-    ) -> list[tuple[CompiledRule, bool, list[str]]]:
+    def trace(self, ctx: Context, fallback: CompiledRule | None = None) -> list[TraceStep]:
         """For `explain`: each rule consulted, whether it matched, and why (slow path)."""
-        out: list[tuple[CompiledRule, bool, list[str]]] = []
+        out: list[TraceStep] = []
         for rule in self.rules:
             why: list[str] = []
-            matched = True
+            failed_on: str | None = None
             for cond in rule.conditions:
                 why.append(cond.explain(ctx))
                 if not cond.test(ctx):
-                    matched = False
+                    failed_on = cond.name
                     break
             if not rule.conditions:
                 why.append("no conditions: matches every statement")
-            out.append((rule, matched, why))
-            if matched and (self.shadow or not rule.shadow):
+            out.append(TraceStep(rule, failed_on is None, why, failed_on))
+            if failed_on is None and (self.shadow or not rule.shadow):
                 return out
         fb = fallback or self.default
-        out.append((fb, True, ["no enforced rule matched"]))
+        out.append(TraceStep(fb, True, ["no enforced rule matched"], None))
         return out
 
     # -- whole texts ------------------------------------------------------------------
