@@ -11,7 +11,9 @@ Owns the public entry point, the caches and the fast path. Never raises.
    statement, no session effect and no dynamic code, and no fact depended on a constant's
    value or type (`Sensitivity`). Any other text, or one whose shape is not stored yet,
    takes the full path. `normalize` parses the whole text, so a text that does not parse,
-   or that hides a second statement, never matches a stored shape.
+   or that hides a second statement, never matches a stored shape. Such shape-cacheable
+   statements carry the normalized text (constants as $n, like pg_stat_statements) in
+   `StatementFacts.text`, so the result is the same whether or not the shape was known.
 3. Full path: `extract.Run`.
 
 Must not know who is asking; policy reloads do not touch these caches (facts do not
@@ -20,6 +22,7 @@ depend on policy).
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import TypeVar
 
 from pglast import parser
@@ -36,9 +39,9 @@ MAX_CACHED_TEXT = 64 * 1024  # longer texts are analysed every time, never store
 _V = TypeVar("_V")
 _SHAPE_KINDS = frozenset({K.SELECT, K.INSERT, K.UPDATE, K.DELETE})
 
-_texts_on: dict[str, Analysis] = {}
-_texts_off: dict[str, Analysis] = {}
-_shapes: dict[str, StatementFacts] = {}
+_texts_on: OrderedDict[str, Analysis] = OrderedDict()
+_texts_off: OrderedDict[str, Analysis] = OrderedDict()
+_shapes: OrderedDict[str, Analysis] = OrderedDict()
 
 
 def clear_cache() -> None:
@@ -68,11 +71,10 @@ def analyze(sql: str, *, standard_conforming_strings: bool = True) -> Analysis:
         except Exception:
             shape = None  # the full path reports the error
         else:
-            facts = _shapes.get(shape)
-            if facts is not None and "\x00" not in sql:
-                result = Analysis(statements=(_with_text(facts, whole_text(sql)),))
-                _store(texts, sql, result, TEXT_CACHE_SIZE)
-                return result
+            known = _shapes.get(shape)
+            if known is not None and "\x00" not in sql:
+                _store(texts, sql, known, TEXT_CACHE_SIZE)
+                return known
     result = _full(sql, standard_conforming_strings, shape)
     _store(texts, sql, result, TEXT_CACHE_SIZE)
     return result
@@ -100,7 +102,9 @@ def _full(sql: str, scs: bool, shape: str | None) -> Analysis:
         and statements[0].kind in _SHAPE_KINDS
         and not statements[0].dynamic_sql
     ):
-        _store(_shapes, shape, statements[0], SHAPE_CACHE_SIZE)
+        # Shared by every text of this shape, so its text is the normalized one.
+        result = Analysis(statements=(_with_text(statements[0], whole_text(shape)),))
+        _store(_shapes, shape, result, SHAPE_CACHE_SIZE)
     return result
 
 
@@ -118,7 +122,10 @@ def _with_text(facts: StatementFacts, text: str) -> StatementFacts:
     )
 
 
-def _store(cache: dict[str, _V], key: str, value: _V, limit: int) -> None:
+def _store(cache: OrderedDict[str, _V], key: str, value: _V, limit: int) -> None:
+    """Insert, evicting the oldest entry (FIFO: a hit does not reorder, so it stays cheap)."""
     if len(cache) >= limit:
-        del cache[next(iter(cache))]  # oldest first (insertion order)
+        if limit <= 0:
+            return
+        cache.popitem(last=False)
     cache[key] = value
