@@ -47,7 +47,7 @@ def gssenc_request() -> bytes:
 
 
 def cancel_request(pid: int, secret: int) -> bytes:
-    return struct.pack("!iiii", 16, CANCEL_REQUEST_CODE, pid, secret & 0xFFFFFFFF)
+    return struct.pack("!iiII", 16, CANCEL_REQUEST_CODE, pid & 0xFFFFFFFF, secret & 0xFFFFFFFF)
 
 
 def query(sql: str) -> bytes:

@@ -53,8 +53,9 @@ def test_extended_prepared_named_statements(proxy: ProxyProcess) -> None:
             assert conn.execute("select %s::int * 2", [i]).fetchone() == (i * 2,)
         names = conn.execute("select name from pg_prepared_statements").fetchall()
         assert names, "psycopg should have prepared a named statement"
-        conn.execute("deallocate all")
-        assert conn.execute("select count(*) from pg_prepared_statements").fetchone() == (0,)
+        conn.execute("deallocate all", prepare=False)
+        count = conn.execute("select count(*) from pg_prepared_statements", prepare=False)
+        assert count.fetchone() == (0,)
 
 
 VALUES_SQL = (

@@ -107,3 +107,11 @@ def test_protocol_3_2_with_unknown_pq_option_lists_it_once(proxy: ProxyProcess) 
     assert newest == 3 << 16
     assert n_options == 1
     assert negotiations[0][8:] == b"_pq_.pgsentry_test\x00"
+
+
+def test_libpq18_max_protocol_version_3_2_negotiates_down(proxy: ProxyProcess) -> None:
+    """psycopg's bundled libpq 18 asks for 3.2 and must land on 3.0 (PostgreSQL 15)."""
+    assert psycopg.pq.version() >= 180000, "needs psycopg built with libpq 18"
+    with psycopg.connect(proxy.dsn(max_protocol_version="3.2")) as conn:
+        assert conn.pgconn.full_protocol_version == 30000
+        assert conn.execute("select 'negotiated'").fetchone() == ("negotiated",)
