@@ -263,12 +263,14 @@ class Bench:
         self.sections.append((IDLE, section))
         label = f"{self.cfg.idle_conns} idle connections"
         middles = [t for t in self.live if t.middle is not None]
+        for t in middles:  # pgbouncer keeps its pooled server connections open otherwise
+            assert t.middle is not None
+            t.middle.stop()
         for rnd in range(self.cfg.rounds):
             for t in middles:
                 assert t.middle is not None
                 log(f"{label} via {t.name}, round {rnd + 1}/{self.cfg.rounds}")
                 runs = section.runs(label, t.name)
-                t.middle.stop()
                 self._wait_backends_below(10)
                 try:
                     t.middle.start()
