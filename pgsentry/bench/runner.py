@@ -354,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
             bench.run_copy(tmp)
         if "idle" in cfg.sections:
             bench.run_idle()
-        decision = decision_table(cfg.quick) if "decision" in cfg.sections else None
+        decision = decision_table(cfg.quick, policies) if "decision" in cfg.sections else None
         machine = describe(cluster.bindir, server_version)
     finally:
         for t in targets:
