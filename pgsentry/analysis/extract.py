@@ -66,6 +66,9 @@ class Collector:
             if "relname" in v:  # a RangeVar field (target of a statement): never a CTE
                 self.add_rangevar(v)
                 return
+            if str(v.get("kind", "")).startswith("VAR_"):  # a VariableSetStmt field
+                _h_varset(self, v, scope)
+                return
             for x in v.values():
                 if type(x) is dict or type(x) is list:
                     self.walk(x, scope)
@@ -440,15 +443,23 @@ def _r_copy(c: Collector, n: Node, origin: str, text: str, depth: int) -> Statem
 
 
 def _option_on(options: list[Node], name: str) -> bool:
+    """True unless every `name` option is clearly false (anything doubtful counts as on)."""
+    on = False
     for o in options:
         d = o.get("DefElem", {})
-        if d.get("defname") == name:
-            arg = d.get("arg")
-            if arg is None:
-                return True
-            val = str(arg.get("String", {}).get("sval", arg.get("Boolean", {}).get("boolval", "")))
-            return val.lower() not in ("off", "false", "0", "no", "")
-    return False
+        if d.get("defname") != name:
+            continue
+        arg = d.get("arg") or {}
+        if "Integer" in arg:
+            off = arg["Integer"].get("ival", 0) == 0
+        elif "Boolean" in arg:
+            off = not arg["Boolean"].get("boolval", False)
+        elif "String" in arg:
+            off = str(arg["String"].get("sval", "")).lower() in ("false", "off")
+        else:
+            off = False
+        on = on or not off
+    return on
 
 
 def _r_explain(c: Collector, n: Node, origin: str, text: str, depth: int) -> StatementFacts:

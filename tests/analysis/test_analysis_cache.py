@@ -1,0 +1,167 @@
+"""Caches and the fast path give exactly the full analysis; analyze never raises."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pgsentry.analysis import analyzer
+from pgsentry.analysis.analyzer import _full, analyze, cache_sizes, clear_cache
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache() -> None:
+    clear_cache()
+
+
+def full(sql: str, scs: bool = True) -> object:
+    return _full(sql, scs, None)
+
+
+def test_repeated_text_is_the_cached_object() -> None:
+    a = analyze("SELECT * FROM accounts WHERE id = 1")
+    assert analyze("SELECT * FROM accounts WHERE id = 1") is a
+
+
+def test_fast_path_serves_new_texts_of_a_known_shape() -> None:
+    first = analyze("SELECT abalance FROM pgbench_accounts WHERE aid = 1")
+    assert cache_sizes()[1] == 1
+    second = analyze("SELECT abalance FROM pgbench_accounts WHERE aid = 99")
+    assert second is first  # one shared Analysis for the shape
+    assert second.statements[0].text == "SELECT abalance FROM pgbench_accounts WHERE aid = $1"
+
+
+TEMPLATES = [
+    "SELECT abalance FROM pgbench_accounts WHERE aid = {a}",
+    "UPDATE pgbench_accounts SET abalance = abalance + {a} WHERE aid = {b}",
+    "DELETE FROM accounts WHERE id = {a}",
+    "DELETE FROM accounts WHERE {a} = {b}",
+    "DELETE FROM accounts WHERE id = {a} OR {a} = {b}",
+    "UPDATE accounts SET balance = 0 WHERE {a}::bool",
+    "DELETE FROM accounts WHERE id > {a} AND {b} IN ({a}, 3)",
+    "DELETE FROM accounts WHERE owner LIKE '{s}'",
+    "DELETE FROM accounts WHERE arr[{a}] = arr[{b}]",
+    "SELECT set_config('{s}', 'replica', false)",
+    "SELECT * FROM accounts WHERE owner = '{s}' LIMIT {a}",
+    "INSERT INTO accounts VALUES ({a}, '{s}', {b})",
+    "DELETE FROM accounts WHERE (id = id) = {t}",
+    "DELETE FROM accounts WHERE coalesce({t}, false)",
+]
+VALUES = {
+    "a": ["1", "2", "0", "-1", "$1"],
+    "b": ["1", "2", "3"],
+    "s": ["%", "session_replication_role", "a%", "search_path", "%%"],
+    "t": ["true", "false", "null", "1", "'t'"],
+}
+
+
+def _texts(template: str) -> list[str]:
+    names = [n for n in "abst" if "{" + n + "}" in template]
+    out = []
+    for combo in itertools.product(*(VALUES[n] for n in names)):
+        out.append(template.format(**dict(zip(names, combo, strict=True))))
+    return out
+
+
+@pytest.mark.parametrize("template", TEMPLATES)
+def test_fast_path_agrees_with_full_analysis(template: str) -> None:
+    texts = _texts(template)
+    for order in (texts, list(reversed(texts))):
+        clear_cache()
+        for sql in order:
+            got = analyze(sql)
+            expected = full(sql)
+            assert got.parse_error == expected.parse_error, sql  # type: ignore[attr-defined]
+            assert got.session_effects == expected.session_effects, sql  # type: ignore[attr-defined]
+            strip = [s.__class__(**{**_fields(s), "text": ""}) for s in got.statements]
+            want = [s.__class__(**{**_fields(s), "text": ""}) for s in expected.statements]  # type: ignore[attr-defined]
+            assert strip == want, sql
+
+
+def _fields(s: object) -> dict[str, object]:
+    return {name: getattr(s, name) for name in s.__slots__}  # type: ignore[attr-defined]
+
+
+def test_dangerous_text_never_matches_a_harmless_shape() -> None:
+    analyze("SELECT * FROM accounts WHERE id = 1")
+    for sql in (
+        "SELECT * FROM accounts WHERE id = 1; DROP TABLE accounts",
+        "SELECT * FROM accounts WHERE id = 1 -- x\n; DROP TABLE accounts",
+        "SELECT * FROM accounts WHERE id = pg_terminate_backend(1)",
+        "SELECT * FROM accounts WHERE id = 1\x00; DROP TABLE accounts",
+    ):
+        kinds_or_error = analyze(sql)
+        assert (
+            kinds_or_error.parse_error
+            or len(kinds_or_error.statements) > 1
+            or (kinds_or_error.statements[0].functions)
+        ), sql
+
+
+def test_shape_is_not_reused_when_scs_off_and_text_has_backslash() -> None:
+    analyze("SELECT * FROM accounts WHERE owner = 'a'")
+    result = analyze(
+        "SELECT * FROM accounts WHERE owner = 'a\\'", standard_conforming_strings=False
+    )
+    assert result.parse_error is not None
+
+
+def test_caches_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(analyzer, "TEXT_CACHE_SIZE", 10)
+    monkeypatch.setattr(analyzer, "SHAPE_CACHE_SIZE", 3)
+    for i in range(50):
+        analyze(f"SELECT {i}")
+        analyze(f"SELECT {i} FROM t{i}")
+    texts, shapes = cache_sizes()
+    assert texts <= 10
+    assert shapes <= 3
+
+
+def test_clear_cache_forgets() -> None:
+    analyze("SELECT 1")
+    clear_cache()
+    assert cache_sizes() == (0, 0)
+
+
+_PIECES = [
+    *"abcdefghijklmnopqrstuvwxyz ABCDEFGHIJ0123456789'\"$;:()[]{},.*=<>!-+/\\\n\t%&|#@?^~`",
+    " select ",
+    " drop table ",
+    " delete from ",
+    " where ",
+    " do $$ ",
+    " $$ ",
+    " begin ",
+    " end ",
+    "$x$",
+    " with ",
+    " as ",
+    "\x00",
+    "é",
+    "\udc80",
+    " execute ",
+    " 1=1 ",
+]
+SQLISH = st.lists(st.sampled_from(_PIECES), max_size=40).map("".join)
+
+
+@settings(max_examples=400, deadline=None)
+@given(SQLISH, st.booleans())
+def test_analyze_never_raises(sql: str, scs: bool) -> None:
+    result = analyze(sql, standard_conforming_strings=scs)
+    assert (result.parse_error is None) or (result.statements == ())
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=200), st.booleans())
+def test_analyze_never_raises_on_any_text(sql: str, scs: bool) -> None:
+    analyze(sql, standard_conforming_strings=scs)
+
+
+def test_deeply_nested_expression_fails_closed() -> None:
+    sql = "SELECT " + "(" * 5000 + "1" + ")" * 5000
+    result = analyze(sql)
+    assert result.parse_error is not None or result.statements

@@ -1,0 +1,100 @@
+"""Dangerous functions, set_config / session_replication_role, dynamic SQL functions."""
+
+from __future__ import annotations
+
+import pytest
+
+from pgsentry.analysis import analyze
+from pgsentry.analysis.functions import DANGEROUS_FUNCTIONS
+
+
+def functions(sql: str) -> list[tuple[str, ...]]:
+    result = analyze(sql)
+    assert result.parse_error is None, result.parse_error
+    return [s.functions for s in result.statements]
+
+
+@pytest.mark.parametrize("name", sorted(set(DANGEROUS_FUNCTIONS) - {"set_config"}))
+def test_every_listed_function_is_flagged(name: str) -> None:
+    assert functions(f"SELECT {name}(1)") == [(name,)]
+    assert functions(f"SELECT pg_catalog.{name.upper()}(1)") == [(name,)]
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = 'x'",
+        "SELECT * FROM pg_stat_activity WHERE pg_terminate_backend(pid)",
+        "SELECT (SELECT max(pg_terminate_backend(pid)::int) FROM pg_stat_activity)",
+        "SELECT 1 FROM (SELECT pg_terminate_backend(1)) s",
+        "SELECT * FROM pg_terminate_backend(1)",
+        "WITH x AS (SELECT pg_terminate_backend(1)) SELECT * FROM x",
+        "SELECT 1 UNION SELECT pg_terminate_backend(1)::int",
+        "UPDATE accounts SET balance = pg_terminate_backend(1)::int WHERE id = 1",
+        "INSERT INTO accounts SELECT pg_terminate_backend(1)::int",
+        "DELETE FROM accounts WHERE id = 1 RETURNING pg_terminate_backend(1)",
+        "CREATE INDEX ON accounts ((pg_terminate_backend(id)))",
+        "ALTER TABLE accounts ALTER COLUMN id TYPE bigint USING pg_terminate_backend(id)::int",
+        "CALL p(pg_terminate_backend(1))",
+        "EXECUTE p(pg_terminate_backend(1))",
+        "SELECT count(*) FILTER (WHERE pg_terminate_backend(1)) FROM accounts",
+    ],
+)
+def test_function_found_anywhere(sql: str) -> None:
+    assert "pg_terminate_backend" in functions(sql)[0]
+
+
+def test_harmless_functions_are_not_flagged() -> None:
+    assert functions("SELECT now(), count(*), lower(owner) FROM accounts") == [()]
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT set_config('session_replication_role', 'replica', false)",
+        "SELECT set_config('SESSION_REPLICATION_ROLE', 'replica', true)",
+        "SELECT pg_catalog.set_config('session_replication_role', 'replica', false)",
+        "SELECT set_config(name, 'replica', false) FROM pg_settings",
+        "SELECT set_config($1, $2, false)",
+        "SELECT set_config('session_' || 'replication_role', 'replica', false)",
+        "SELECT set_config('role', 'postgres', false)",
+        "SET session_replication_role = replica",
+        "SET LOCAL session_replication_role TO 'replica'",
+        "SET SESSION session_replication_role = replica",
+        "ALTER ROLE app SET session_replication_role = replica",
+        "ALTER DATABASE db SET session_replication_role = replica",
+        "ALTER SYSTEM SET session_replication_role = replica",
+        "CREATE FUNCTION f() RETURNS int LANGUAGE sql SET session_replication_role = replica "
+        "AS 'SELECT 1'",
+    ],
+)
+def test_set_config_marker(sql: str) -> None:
+    assert "set_config" in functions(sql)[0]
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT set_config('search_path', 'app', false)",
+        "SELECT set_config('app.user_id', '42', true)",
+        "SET search_path = app",
+        "RESET session_replication_role",
+        "SET session_replication_role TO DEFAULT",
+    ],
+)
+def test_harmless_settings_carry_no_marker(sql: str) -> None:
+    assert "set_config" not in functions(sql)[0]
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT dblink_exec('dbname=prod', 'DROP TABLE accounts')",
+        "SELECT * FROM dblink('dbname=prod', 'DELETE FROM accounts RETURNING id') AS t(id int)",
+        "SELECT query_to_xml('DELETE FROM accounts RETURNING id', true, true, '')",
+    ],
+)
+def test_functions_running_sql_text_are_dynamic(sql: str) -> None:
+    s = analyze(sql).statements[0]
+    assert s.dynamic_sql
+    assert s.functions
