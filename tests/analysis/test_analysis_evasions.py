@@ -121,7 +121,10 @@ def test_do_block_that_does_not_compile_is_opaque() -> None:
 
 
 def test_do_block_nested_in_do_block() -> None:
-    sql = "DO $a$ BEGIN EXECUTE 'x'; END $a$; DO $b$ BEGIN DO $c$ BEGIN DROP TABLE t; END $c$; END $b$"
+    sql = (
+        "DO $a$ BEGIN EXECUTE 'x'; END $a$; "
+        "DO $b$ BEGIN DO $c$ BEGIN DROP TABLE t; END $c$; END $b$"
+    )
     kinds = [(s.kind, s.origin) for s in analyze(sql).statements]
     assert ("drop_table", "do_block") in kinds
     assert kinds.count(("do_block", "do_block")) == 1
