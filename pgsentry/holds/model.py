@@ -14,18 +14,19 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Final
 
+from pgsentry.audit import events
 from pgsentry.policy.decision import HoldSpec, Principal
 
-# Audit event names (the same strings as pgsentry.audit.events.HOLD_*).
-EV_HELD: Final = "hold_held"
-EV_NOTIFIED: Final = "hold_notified"
-EV_NOTIFY_FAILED: Final = "hold_notify_failed"
-EV_APPROVAL: Final = "hold_approval"
-EV_DENIAL: Final = "hold_denial"
-EV_RELEASED: Final = "hold_released"
-EV_EXPIRED: Final = "hold_expired"
-EV_CANCELLED: Final = "hold_cancelled"
-EV_ABANDONED: Final = "hold_abandoned"
+# Audit event names, from the audit vocabulary (short aliases for this package).
+EV_HELD: Final = events.HOLD_HELD
+EV_NOTIFIED: Final = events.HOLD_NOTIFIED
+EV_NOTIFY_FAILED: Final = events.HOLD_NOTIFY_FAILED
+EV_APPROVAL: Final = events.HOLD_APPROVAL
+EV_DENIAL: Final = events.HOLD_DENIAL
+EV_RELEASED: Final = events.HOLD_RELEASED
+EV_EXPIRED: Final = events.HOLD_EXPIRED
+EV_CANCELLED: Final = events.HOLD_CANCELLED
+EV_ABANDONED: Final = events.HOLD_ABANDONED
 
 
 class HoldState(StrEnum):
