@@ -33,7 +33,7 @@ def pg(certs: Certs) -> Iterator[PgCluster]:
     workdir = Path(tempfile.mkdtemp(prefix="pgsentry-pg-"))
     workdir.chmod(0o755)  # the server runs as an unprivileged OS user when we are root
     try:
-        cluster = PgCluster(workdir / "cluster", ssl_cert=certs.pair)
+        cluster = PgCluster(workdir / "cluster", ssl_cert=certs.upstream_pair)
     except PgBinariesMissing as exc:
         pytest.fail(str(exc), pytrace=False)
     try:

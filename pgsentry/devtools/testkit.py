@@ -16,29 +16,47 @@ from pgsentry.devtools.proxyproc import ProxyProcess
 
 @dataclass(frozen=True)
 class Certs:
-    """A private CA and one server certificate valid for 127.0.0.1 and localhost."""
+    """A private CA and two distinct server certificates, both valid for 127.0.0.1/localhost.
+
+    `cert`/`key` are for pgsentry's client-facing TLS, `upstream_cert`/`upstream_key` for
+    PostgreSQL. They must differ: SCRAM channel binding (tls-server-end-point) hashes the
+    server certificate, so one shared certificate would hide channel-binding bugs.
+    """
 
     ca: Path
     cert: Path
     key: Path
+    upstream_cert: Path
+    upstream_key: Path
 
     @property
     def pair(self) -> tuple[Path, Path]:
         return (self.cert, self.key)
 
+    @property
+    def upstream_pair(self) -> tuple[Path, Path]:
+        return (self.upstream_cert, self.upstream_key)
+
 
 def make_certs(directory: Path) -> Certs:
-    """Write ca.pem, server.pem (chain) and key.pem into `directory` (needs `trustme`)."""
+    """Write ca.pem and two cert-chain/key pairs into `directory` (needs `trustme`)."""
     import trustme  # test dependency, imported only when certificates are wanted
 
     directory.mkdir(parents=True, exist_ok=True)
     ca = trustme.CA()
-    server = ca.issue_cert("127.0.0.1", "localhost")
-    paths = Certs(ca=directory / "ca.pem", cert=directory / "server.pem", key=directory / "key.pem")
+    paths = Certs(
+        ca=directory / "ca.pem",
+        cert=directory / "proxy.pem",
+        key=directory / "proxy.key",
+        upstream_cert=directory / "postgres.pem",
+        upstream_key=directory / "postgres.key",
+    )
     ca.cert_pem.write_to_path(str(paths.ca))
-    server.private_key_pem.write_to_path(str(paths.key))
-    paths.key.chmod(0o600)
-    paths.cert.write_bytes(b"".join(blob.bytes() for blob in server.cert_chain_pems))
+    for cert_path, key_path in (paths.pair, paths.upstream_pair):
+        leaf = ca.issue_cert("127.0.0.1", "localhost")
+        leaf.private_key_pem.write_to_path(str(key_path))
+        key_path.chmod(0o600)
+        cert_path.write_bytes(b"".join(blob.bytes() for blob in leaf.cert_chain_pems))
     return paths
 
 
