@@ -17,6 +17,9 @@ process and platform collectors, as a standalone exporter would.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Protocol
+
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -29,6 +32,8 @@ from prometheus_client import (
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
+from pgsentry import __version__
+
 REGISTRY = CollectorRegistry(auto_describe=True)
 ProcessCollector(registry=REGISTRY)
 PlatformCollector(registry=REGISTRY)
@@ -37,6 +42,7 @@ NO_RULE = "none"
 """The `rule` label value for a statement that no rule matched."""
 
 BUILD_INFO = Info("pgsentry_build", "pgsentry version.", registry=REGISTRY)
+BUILD_INFO.info({"version": __version__})
 
 # --- connections and traffic (proxy) ---------------------------------------------------
 
@@ -175,6 +181,30 @@ for _outcome in ("approved", "denied", "expired", "cancelled", "abandoned"):
     HOLD_DECISION_SECONDS.labels(_outcome)
 for _result in ("success", "retry", "failure", "dropped"):
     WEBHOOK_DELIVERIES.labels(_result)
+
+
+class _Backlogged(Protocol):
+    @property
+    def backlog(self) -> int: ...
+
+
+def watch_audit_log(audit: _Backlogged) -> None:
+    """Make `pgsentry_audit_backlog_records` read `audit.backlog` at each scrape."""
+    AUDIT_BACKLOG.set_function(lambda: audit.backlog)
+
+
+def audit_log_hooks() -> dict[str, Callable[..., object]]:
+    """Keyword arguments for `pgsentry.audit.AuditLog` / `open_audit_log` that count
+    written records and write errors (the hooks run on the writer thread; prometheus-client
+    metrics are thread-safe)."""
+
+    def written(n: int) -> None:
+        AUDIT_RECORDS.inc(n)
+
+    def write_error() -> None:
+        AUDIT_WRITE_ERRORS.inc()
+
+    return {"on_written": written, "on_write_error": write_error}
 
 
 def render() -> tuple[bytes, str]:

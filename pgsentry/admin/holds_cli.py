@@ -111,7 +111,7 @@ def holds_command(
         out.write(f"'holds {action}' needs a hold id\n")
         return 2
     if not token:
-        out.write("an approver token is needed (PGSENTRY_APPROVER_TOKEN or --token)\n")
+        out.write("an approver token is needed (--token or PGSENTRY_TOKEN)\n")
         return 2
     try:
         return asyncio.run(_run(action, hold_id, reason, url, token, out))
