@@ -302,6 +302,9 @@ class HoldRegistry:
         if not hold.future.done():
             hold.future.set_result(hold.result)
         self._decided[hold_id] = hold
+        if len(self._heap) > 2 * len(self._waiting) + 64:  # drop entries of ended holds
+            self._heap = [e for e in self._heap if e[1] in self._waiting]
+            heapq.heapify(self._heap)
         while len(self._decided) > self._retain:
             self._decided.popitem(last=False)
         metrics.HOLDS_WAITING.dec()
