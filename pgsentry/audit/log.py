@@ -31,7 +31,7 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from pgsentry.audit.sinks import FileSink, MemorySink, Sink, StreamSink
@@ -96,10 +96,8 @@ def serialize(ts: float, event: str, fields: dict[str, object]) -> bytes:
         record["event"] = event
     try:
         text = _encode(record)
-    except (ValueError, TypeError, RecursionError) as exc:
-        text = _encode(
-            {"ts": stamp, "event": event, "unserializable": repr(fields)[:10_000]}
-        )
+    except Exception as exc:  # a field's own __str__/model_dump may raise anything
+        text = _encode({"ts": stamp, "event": event, "unserializable": repr(fields)[:10_000]})
         log.error("audit record for %s was not serializable: %s", event, exc)
     # Lone surrogates (SQL text decoded with surrogateescape) become valid \\udcXX JSON escapes.
     return text.encode("utf-8", "backslashreplace") + b"\n"
@@ -115,7 +113,10 @@ class AuditLog:
         high_water: int = DEFAULT_HIGH_WATER,
         low_water: int | None = None,
         batch_size: int = DEFAULT_BATCH_SIZE,
+        on_written: Callable[[int], object] | None = None,
+        on_write_error: Callable[[], object] | None = None,
     ) -> None:
+        """``on_written(n)`` / ``on_write_error()`` run on the writer thread (metrics hooks)."""
         if high_water < 1 or batch_size < 1:
             raise ValueError("high_water and batch_size must be positive")
         self.high_water = high_water
@@ -133,6 +134,11 @@ class AuditLog:
         self._closing = False
         self._closed = False
         self._reopen_requested = False
+        self._on_written = on_written
+        self._on_write_error = on_write_error
+        #: Records handed to the sink so far, and failed sink writes (read by anyone).
+        self.records_written = 0
+        self.write_errors = 0
         self._thread = threading.Thread(target=self._run, name="pgsentry-audit", daemon=True)
         self._thread.start()
         _live_logs.add(self)
@@ -168,11 +174,10 @@ class AuditLog:
             self._waiters.append(entry)
         try:
             await fut
-        finally:
-            if not fut.done():
-                with self._lock:
-                    if entry in self._waiters:
-                        self._waiters.remove(entry)
+        finally:  # cancelled: forget the waiter (a resolved one was already taken off)
+            with self._lock:
+                if entry in self._waiters:
+                    self._waiters.remove(entry)
 
     def reopen(self) -> None:
         """Ask the writer to reopen the sink before its next write (call on SIGHUP/rotation)."""
@@ -205,7 +210,7 @@ class AuditLog:
             # Records appended by an emit() that raced with close() are written here.
             leftovers = [item for item in self._queue if not isinstance(item, threading.Event)]
             if leftovers:
-                self._write(b"".join(serialize(*item) for item in leftovers))
+                self._write(b"".join(serialize(*item) for item in leftovers), len(leftovers))
             for item in self._queue:
                 if isinstance(item, threading.Event):
                     item.set()
@@ -250,13 +255,13 @@ class AuditLog:
                 self._inflight += 1
                 batch.append(serialize(*item))
             if batch:
-                self._write(b"".join(batch))
+                self._write(b"".join(batch), len(batch))
             self._inflight = 0
             if marker is not None:
                 marker.set()
             self._release_waiters()
 
-    def _write(self, data: bytes) -> None:
+    def _write(self, data: bytes, count: int) -> None:
         backoff = 0.05
         failing_since: float | None = None
         while True:
@@ -264,8 +269,14 @@ class AuditLog:
                 self._sink.write(data)
                 if failing_since is not None:
                     log.warning("audit sink recovered")
+                self.records_written += count
+                if self._on_written is not None:
+                    _call_hook(self._on_written, count)
                 return
             except OSError as exc:
+                self.write_errors += 1
+                if self._on_write_error is not None:
+                    _call_hook(self._on_write_error)
                 now = time.monotonic()
                 if failing_since is None:
                     failing_since = now
@@ -288,6 +299,13 @@ class AuditLog:
         for loop, fut in waiters:
             with contextlib.suppress(RuntimeError):  # a closed loop has nobody waiting
                 loop.call_soon_threadsafe(_resolve, fut)
+
+
+def _call_hook(hook: Callable[..., object], *args: object) -> None:
+    try:
+        hook(*args)
+    except Exception:
+        log.exception("audit metrics hook failed")
 
 
 def _resolve(fut: asyncio.Future[None]) -> None:
