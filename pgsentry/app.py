@@ -17,7 +17,7 @@ from pgsentry.admin.app import create_admin_app, start_admin
 from pgsentry.admin.webhooks import WebhookNotifier, WebhookTarget
 from pgsentry.audit import open_audit_log
 from pgsentry.config import Settings
-from pgsentry.holds import ApproverStore, HoldRegistry
+from pgsentry.holds import ApproversFileError, ApproverStore, HoldRegistry
 from pgsentry.policy import Policy, PolicyError, load_policy
 from pgsentry.policy.watch import PolicyWatcher
 from pgsentry.proxy.server import Proxy
@@ -43,10 +43,19 @@ async def serve(settings: Settings) -> int:
     policy = load_initial_policy(settings)
     holder = PolicyHolder(policy)
     metrics.POLICY_GENERATION.set(policy.generation)
-    audit = open_audit_log(settings.audit_log)
+    try:
+        approvers = ApproverStore(settings.approvers_file) if settings.approvers_file else None
+    except ApproversFileError as exc:
+        raise StartupError(
+            f"invalid setting --approvers-file (PGSENTRY_APPROVERS_FILE): {exc}"
+        ) from exc
+    try:
+        audit = open_audit_log(settings.audit_log, **metrics.audit_log_hooks())
+    except OSError as exc:
+        raise StartupError(f"invalid setting --audit-log (PGSENTRY_AUDIT_LOG): {exc}") from exc
+    metrics.watch_audit_log(audit)
     loop = asyncio.get_running_loop()
 
-    approvers = ApproverStore(settings.approvers_file) if settings.approvers_file else None
     notifier = None
     if settings.webhook_urls:
         targets = [

@@ -105,6 +105,24 @@ class Settings(BaseSettings):
             raise ValueError(f"no such file: {v}")
         return v
 
+    @field_validator("webhook_secret")
+    @classmethod
+    def _secret(cls, v: str | None) -> str | None:
+        if v is not None:
+            from pgsentry.admin.signing import decode_secret
+
+            decode_secret(v)
+        return v
+
+    @field_validator("webhook_urls")
+    @classmethod
+    def _urls(cls, v: list[str]) -> list[str]:
+        for url in v:
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError(f"webhook url must be http(s)://host/..., got {url!r}")
+        return v
+
     @model_validator(mode="after")
     def _pairs(self) -> Settings:
         if (self.tls_cert_file is None) != (self.tls_key_file is None):

@@ -78,7 +78,7 @@ class ClientConnection(asyncio.Protocol):
 
     # ------------------------------------------------------------------ asyncio callbacks
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)
+        self.transport = transport  # type: ignore[assignment]  # uvloop's own class
         peer = transport.get_extra_info("peername")
         if isinstance(peer, tuple):
             self.client_addr = str(peer[0])
@@ -183,7 +183,7 @@ class ClientConnection(asyncio.Protocol):
         if new is None:
             self._close("TLS handshake failed")
             return
-        self.transport = cast(asyncio.Transport, new)
+        self.transport = new
         self.tls = True
 
     def _start_session(self, startup: StartupMessage) -> None:
@@ -242,7 +242,7 @@ class ClientConnection(asyncio.Protocol):
             else:
                 self.transport.writelines(out)
             out.clear()
-        if self.shutting_down and session.status == b"I" and not session.hold:
+        if self.shutting_down and session.idle:
             self._fatal(E.ADMIN_SHUTDOWN, "terminating connection: pgsentry is shutting down")
 
     def _flush(self) -> None:
@@ -281,14 +281,15 @@ class ClientConnection(asyncio.Protocol):
         assert session is not None and session.hold is not None
         request = session.hold
         decision = request.verdict.decision
+        hold_id = None
         try:
             outcome = await self.proxy.run_hold(self, request.sql, request.verdict, decision)
         finally:
-            self.hold_id = None
+            hold_id, self.hold_id = self.hold_id, None
             self._hold_task = None
         if self.closed:
             return
-        session.resolve_hold(outcome)
+        session.resolve_hold(outcome, hold_id)
         self._flush()
 
     def notice(self, data: bytes) -> None:
@@ -329,7 +330,7 @@ class ClientConnection(asyncio.Protocol):
         """Graceful stop: close now if idle, else after the statement in flight."""
         self.shutting_down = True
         session = self.session
-        if session is None or (session.status == b"I" and session.hold is None):
+        if session is None or session.idle:
             self._fatal(E.ADMIN_SHUTDOWN, "terminating connection: pgsentry is shutting down")
 
     def _write(self, data: bytes) -> None:

@@ -99,6 +99,7 @@ class Proxy:
             audit=self.audit,
             proxy_key=key,
             client_addr=conn.client_addr,
+            client_tls=conn.tls,
         )
 
     def forget(self, conn: ClientConnection) -> None:
@@ -142,7 +143,10 @@ class Proxy:
         try:
             hold = self.holds.create(
                 statement=sql,
-                analysis_summary={"facts": verdict.facts or []},
+                analysis_summary={
+                    "kinds": sorted({f["kind"] for f in verdict.facts or []}),
+                    "facts": verdict.facts or [],
+                },
                 principal=session.principal,
                 session_id=session.session_id,
                 rule=decision.rule or "default",
@@ -164,7 +168,6 @@ class Proxy:
         result = await hold.wait()
         outcome = result.outcome
         if outcome is HoldState.APPROVED:
-            self.audit.emit("hold_executing", hold_id=hold.id, session_id=session.session_id)
             return "approved"
         if outcome is HoldState.DENIED:
             who = ", ".join(result.approvers) or "an approver"

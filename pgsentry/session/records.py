@@ -22,6 +22,7 @@ class Record:
         "batch",
         "decision",
         "facts",
+        "hold_id",
         "portal",
         "protocol",
         "rows",
@@ -55,6 +56,7 @@ class Record:
         self.tags: list[str] = []
         self.rows: int | None = None
         self.sqlstate: str | None = None
+        self.hold_id: str | None = None
 
     def fields(self, session_id: str) -> dict[str, object]:
         d = self.decision
@@ -78,6 +80,8 @@ class Record:
             out["would"] = d.would.value
         if self.facts is not None:
             out["facts"] = self.facts
+        if self.hold_id is not None:
+            out["hold_id"] = self.hold_id
         return out
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Any, Protocol
 
+from pgsentry import metrics
 from pgsentry.policy.decision import Action, Decision, Principal
 from pgsentry.session.decider import SessionDecider, Verdict, facts_summary
 from pgsentry.session.records import InFlight, Record
@@ -64,8 +65,10 @@ class Session:
         audit: Audit,
         proxy_key: tuple[int, int],
         client_addr: str | None,
+        client_tls: bool = False,
     ) -> None:
         self.session_id = session_id
+        self.client_tls = client_tls
         self.decider = decider
         self.audit = audit
         self.proxy_key = proxy_key
@@ -108,12 +111,25 @@ class Session:
         self.application_name = params.get("application_name", "")
         self._rebuild_principal()
         if msg.minor > 0 or msg.protocol_options:
-            self.to_client.append(P.negotiate_protocol_version(0, msg.protocol_options))
+            self.to_client.append(
+                P.negotiate_protocol_version(P.PROTOCOL_3_0, msg.protocol_options)
+            )
         self.to_server.append(P.startup_message(params))
 
     def _rebuild_principal(self) -> None:
         who = Principal(self.user, self.database, self.application_name, self.client_addr)
         self._principals = (who, replace(who, in_transaction=True))
+
+    @property
+    def idle(self) -> bool:
+        """Nothing in flight, no transaction open, nothing held: safe to close."""
+        inflight = self._inflight
+        return (
+            self.status == b"I"
+            and self.hold is None
+            and not self._pending
+            and inflight.sent_batches == inflight.done_batches
+        )
 
     @property
     def principal(self) -> Principal:
@@ -196,6 +212,7 @@ class Session:
         analysis = verdict.analysis
         if analysis is not None and analysis.session_effects:
             verdict = self._session_effects(sql, verdict)
+        count_decision(verdict.decision)
         return verdict
 
     def _session_effects(self, sql: str, verdict: Verdict) -> Verdict:
@@ -355,7 +372,7 @@ class Session:
         self.to_server.append(P.query("EXECUTE " + marker.decode()))
 
     # ------------------------------------------------------------------ holds
-    def resolve_hold(self, outcome: str) -> None:
+    def resolve_hold(self, outcome: str, hold_id: str | None = None) -> None:
         """outcome: 'approved', 'denied[ by NAME: reason]', 'expired' or 'cancelled'."""
         hold = self.hold
         assert hold is not None
@@ -377,6 +394,8 @@ class Session:
             refusal = b""
         if hold.protocol != "extended":
             self._send_unit(hold.protocol, hold.message, hold.sql, verdict, refusal)
+            if not refusal:
+                self._inflight.queue[-1].hold_id = hold_id
         else:
             name, _ = P.parse_parse(hold.message[5:])
             if refusal:
@@ -405,17 +424,17 @@ class Session:
                 tag = P.parse_command_tag(msg[5:])
                 rec = self._inflight.add_tag(tag, P.rows_from_tag(tag))
                 if rec is not None:
-                    self.audit.emit("statement", **rec.fields(self.session_id))
+                    self._emit(rec)
             elif t == P.B_ERROR_RESPONSE:
                 msg = self._on_error(msg)
             elif t == P.B_EMPTY_QUERY or t == P.B_PORTAL_SUSPENDED:
                 rec = self._inflight.end_execute()
                 if rec is not None:
-                    self.audit.emit("statement", **rec.fields(self.session_id))
+                    self._emit(rec)
             elif t == P.B_PARAMETER_STATUS:
                 self._on_parameter_status(msg)
             elif t == P.B_AUTHENTICATION:
-                self._on_authentication(msg)
+                msg = self._on_authentication(msg)
             elif t == P.B_BACKEND_KEY_DATA:
                 if len(msg) == 13:
                     self.upstream_key = (
@@ -442,7 +461,7 @@ class Session:
             return
         inflight = self._inflight
         for rec in inflight.ready():
-            self.audit.emit("statement", **rec.fields(self.session_id))
+            self._emit(rec)
         if self._markers:
             done = inflight.done_batches
             for marker, (batch, _) in list(self._markers.items()):
@@ -473,8 +492,21 @@ class Session:
             return msg
         rec = self._inflight.error(sqlstate)
         if rec is not None:
-            self.audit.emit("statement", **rec.fields(self.session_id))
+            self._emit(rec)
         return msg
+
+    def _emit(self, rec: Record) -> None:
+        fields = rec.fields(self.session_id)
+        self.audit.emit("statement", **fields)
+        if rec.hold_id is not None:
+            self.audit.emit(
+                "hold_executed",
+                hold_id=rec.hold_id,
+                session_id=self.session_id,
+                command_tag=fields["command_tag"],
+                sqlstate=rec.sqlstate,
+                outcome="error" if rec.sqlstate else "ok",
+            )
 
     def _on_parameter_status(self, msg: bytes) -> None:
         name, value = P.parse_parameter_status(msg[5:])
@@ -484,12 +516,38 @@ class Session:
             self.application_name = value
             self._rebuild_principal()
 
-    def _on_authentication(self, msg: bytes) -> None:
+    def _on_authentication(self, msg: bytes) -> bytes:
+        """Relay authentication untouched, except SCRAM channel binding on a plain client leg.
+
+        A server reached over TLS offers SCRAM-SHA-256-PLUS. A client on a plaintext leg must
+        not be offered it (libpq rejects the offer), so it is removed; the client then uses
+        SCRAM-SHA-256 with gs2 flag 'n', which the server accepts. With TLS on both legs the
+        offer passes through: channel binding then succeeds when the proxy presents the
+        server's own certificate (see the README).
+        """
         if len(msg) < 9:
             raise E.ProtocolError("Authentication message too short")
+        if P.INT32.unpack_from(msg, 5)[0] == P.AUTH_SASL and not self.client_tls:
+            mechanisms = P.sasl_mechanisms(msg[5:])
+            plain = [m for m in mechanisms if not m.endswith("-PLUS")]
+            if plain != mechanisms:
+                return P.authentication_sasl(plain)
+        return msg
 
 
 _ALLOWED = Decision(Action.ALLOW, reason="statement judged at Parse")
+_counters: dict[tuple[Action, Action | None, str | None], Any] = {}
+
+
+def count_decision(d: Decision) -> None:
+    """pgsentry_statements_total{decision, rule}, with the labelled child cached."""
+    key = (d.action, d.would, d.rule)
+    child = _counters.get(key)
+    if child is None:
+        label = d.action.value if d.would is None else f"shadow_{d.would.value}"
+        child = metrics.STATEMENTS.labels(label, d.rule or metrics.NO_RULE)
+        _counters[key] = child
+    child.inc()
 
 
 def _severity(decision: Decision) -> int:

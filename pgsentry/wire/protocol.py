@@ -78,8 +78,9 @@ def backend_key_data(pid: int, secret: int) -> bytes:
     return b"K\x00\x00\x00\x0c" + UINT32.pack(pid) + UINT32.pack(secret)
 
 
-def negotiate_protocol_version(newest_minor: int, unsupported: list[str]) -> bytes:
-    body = INT32.pack(newest_minor) + INT32.pack(len(unsupported))
+def negotiate_protocol_version(newest: int, unsupported: list[str]) -> bytes:
+    """`newest` is the full version number (major << 16 | minor), as PostgreSQL sends it."""
+    body = INT32.pack(newest) + INT32.pack(len(unsupported))
     body += b"".join(o.encode() + b"\0" for o in unsupported)
     return HEADER.pack(b"v", len(body) + 4) + body
 
