@@ -92,7 +92,7 @@ class Session:
         self._skip_to_sync = False  # after a refused Parse, drop messages until Sync
         self._inflight = InFlight()
         self._portals: dict[str, str] = {}  # portal -> statement name
-        self._statements: dict[str, str] = {}  # prepared statement name -> SQL text
+        self._statements: dict[str, tuple[str, Verdict]] = {}  # name -> (SQL, its verdict)
         self._sql_prepared: dict[str, str] = {}  # SQL-level PREPARE name -> PREPARE text
         self._markers: dict[bytes, tuple[int, bytes]] = {}  # marker -> (batch, ErrorResponse)
         self._marker_base = secrets.token_hex(6)
@@ -285,10 +285,8 @@ class Session:
 
     def _send_parse(self, msg: bytes, name: str, sql: str, verdict: Verdict) -> None:
         if verdict.decision.action is Action.ALLOW:
-            self._statements[name] = sql
+            self._statements[name] = (sql, verdict)
             self._queue(msg)
-            if verdict.decision.would is not None or verdict.facts is not None:
-                self._audit_parse(name, sql, verdict)
             return
         self._statements.pop(name, None)
         self._audit_parse(name, sql, verdict)
@@ -314,10 +312,18 @@ class Session:
     def _on_execute(self, msg: bytes) -> None:
         portal = P.parse_execute_portal(msg[5:])
         stmt = self._portals.get(portal, "")
-        sql = self._statements.get(stmt, "")
+        sql, verdict = self._statements.get(stmt, _UNKNOWN)
         inflight = self._inflight
         inflight.queue.append(
-            Record("extended", sql, _ALLOWED, None, inflight.open_batch, stmt, portal)
+            Record(
+                "extended",
+                sql,
+                verdict.decision,
+                self._facts(verdict),
+                inflight.open_batch,
+                stmt,
+                portal,
+            )
         )
         self._queue(msg)
 
@@ -535,7 +541,9 @@ class Session:
         return msg
 
 
-_ALLOWED = Decision(Action.ALLOW, reason="statement judged at Parse")
+# An Execute of a statement the proxy never saw parsed (it cannot run: the server
+# does not have it either, or it was prepared before a DISCARD the server reports).
+_UNKNOWN = ("", Verdict(Decision(Action.ALLOW, reason="statement judged at Parse"), None, None))
 _counters: dict[tuple[Action, Action | None, str | None], Any] = {}
 
 
