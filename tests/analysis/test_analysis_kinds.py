@@ -232,3 +232,15 @@ def test_empty_text_has_no_statements_and_no_error() -> None:
         result = analyze(sql)
         assert result.parse_error is None
         assert result.statements == ()
+
+
+def test_every_kind_the_extractor_can_produce_is_documented() -> None:
+    from pgsentry.analysis import extract
+
+    produced = {
+        *extract._SIMPLE.values(),
+        *extract._DROP_KINDS.values(),
+        *extract._TRANSACTION_KINDS.values(),
+        *extract._ALTER_CMD_KINDS.values(),
+    }
+    assert produced <= set(KINDS)
