@@ -78,8 +78,7 @@ def test_dangerous(entry: dict[str, Any]) -> None:
         or s.where in (WhereClause.MISSING, WhereClause.TAUTOLOGICAL)
         or s.dynamic_sql
         or s.functions
-        or s.origin in ("function_body", "do_block")
-        and s.kind != "select"
+        or (s.origin in ("function_body", "do_block") and s.kind != "select")
     ]
     assert dangerous, entry["id"]
 
