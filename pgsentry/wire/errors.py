@@ -18,7 +18,7 @@ ADMIN_SHUTDOWN = "57P01"
 INSUFFICIENT_PRIVILEGE = "42501"
 QUERY_CANCELED = "57014"
 FEATURE_NOT_SUPPORTED = "0A000"
-HOLD_TIMEOUT = "57P05"  # idle-session-timeout class: the hold was not decided in time
+HOLD_TIMEOUT = "PS001"  # pgsentry class "PS": a held statement was not decided in time
 INVALID_AUTHORIZATION = "28000"
 
 
