@@ -11,52 +11,74 @@ always come first; emitters cannot override them:
 - ``event``: one of the names below.
 
 All other keys are the fields the emitter passed. A field is ``null`` when not known (for example
-``sqlstate`` on success). Values that JSON cannot represent (datetimes, enums, bytes, sets...) are
-written as their ``str()`` (or a list, for sets/tuples); the writer never fails on a value.
+``sqlstate`` on success). Values JSON has no type for are converted, never refused: datetimes to
+ISO 8601, enums to their value, bytes to base64, sets to sorted lists, tuples to lists,
+dataclasses and pydantic models to objects, anything else to ``str()``.
 
-Connection events (emitted by the proxy session)
-------------------------------------------------
+Connection events (pgsentry.proxy / pgsentry.session)
+----------------------------------------------------
 ``connection_open``
-    ``session_id`` (str), ``client_addr`` (str), ``client_port`` (int), ``tls`` (bool).
+    ``session_id`` (str, unique per connection), ``client_addr`` (str), ``client_port`` (int).
+``connection_tls``
+    ``session_id``, ``client`` (bool: the client leg uses TLS), ``upstream`` (bool: the leg to
+    PostgreSQL uses TLS). Emitted once the upstream connection is set up.
 ``connection_auth``
     ``session_id``, ``user``, ``database``, ``application_name`` (str or null),
-    ``outcome`` (``"ok"`` | ``"failed"``), ``sqlstate`` (str or null: PostgreSQL's code when the
-    login failed).
+    ``outcome`` (``"ok"`` | ``"failed"``); on failure also ``sqlstate`` and ``message``
+    (PostgreSQL's own error, e.g. ``28P01``).
 ``connection_close``
-    ``session_id``, ``duration_ms`` (float), ``bytes_from_client`` (int), ``bytes_from_server``
-    (int), ``reason`` (str: e.g. ``"client_terminate"``, ``"client_eof"``, ``"upstream_eof"``,
-    ``"protocol_error"``, ``"shutdown"``).
+    ``session_id``, ``duration_ms`` (float), ``bytes_from_client``, ``bytes_from_server`` (int),
+    ``reason`` (str, e.g. ``"client terminated"``, ``"server ended the session"``,
+    ``"upstream closed"``, ``"protocol error"``, ``"cancel request"``).
 
-Statement events (emitted by the proxy session)
------------------------------------------------
-``statement``
-    ``session_id``, ``protocol`` (``"simple"`` | ``"extended"``), ``text`` (the Query or Parse
-    SQL text), ``statement_name`` (Parse/Bind prepared statement name, ``""`` = unnamed; null for
-    simple protocol), ``portal`` (Bind/Execute portal name or null), ``started_at`` (RFC 3339,
-    when the statement was sent upstream or decided), ``duration_ms`` (until CommandComplete or
-    ErrorResponse), ``command_tag`` (e.g. ``"SELECT 3"``, or null), ``rows`` (int or null),
-    ``sqlstate`` (null on success), ``decision`` (``"allow"`` | ``"deny"`` | ``"hold"``),
-    ``would`` (in shadow mode: the decision that would have been enforced, else null),
-    ``rule`` (id of the policy rule that decided, or null), ``facts`` (list of str: the analysis
-    facts the decision was based on).
+Statement events (pgsentry.session)
+-----------------------------------
+``statement``, one per Query, per Execute of a portal, and per FunctionCall, written when the
+statement finishes (CommandComplete, ErrorResponse or its refusal):
+    ``session_id``; ``protocol`` (``"simple"`` | ``"extended"`` | ``"function_call"``);
+    ``text`` (Query text, or the Parse text behind the portal); ``started_at`` (Unix time in
+    seconds, float); ``duration_ms`` (until CommandComplete/ErrorResponse); ``command_tag``
+    (e.g. ``"DELETE 3"``; tags of a multi-statement Query joined with ``"; "``; null if none);
+    ``rows`` (int or null); ``sqlstate`` (null on success; ``42501`` for a refusal);
+    ``decision`` (``"allow"`` | ``"deny"`` | ``"hold"``); ``rule`` (id of the deciding rule, or
+    ``"default"``). Present only when they apply: ``statement_name`` and ``portal`` (extended
+    protocol, ``""`` = unnamed), ``would`` (shadow mode: the action that would have been
+    enforced), ``facts`` (list of objects: ``kind``, ``relations``, ``where``, ``origin``,
+    ``cascade``, ``dynamic_sql``, ``functions``), ``hold_id`` (the statement ran after approval).
+``statement`` with ``phase: "parse"``, one per Parse message when it is decided:
+    ``session_id``, ``protocol: "extended"``, ``statement_name``, ``text``, ``decision``,
+    ``would``, ``rule``, ``facts``. (No timing: nothing has run yet.)
 
-Proxy-wide events
------------------
+Proxy-wide events (pgsentry.app / pgsentry.proxy)
+-------------------------------------------------
 ``policy_reload``
-    ``generation`` (int), ``result`` (``"ok"`` | ``"error"``), ``error`` (str or null).
+    ``result`` (``"success"`` | ``"failure"``); ``generation`` (int, on success) or ``error``
+    (str, on failure).
 ``protocol_error``
     ``session_id``, ``side`` (``"client"`` | ``"server"``), ``detail`` (str).
 
-Hold events (emitted by the holds package; all carry ``hold_id`` and ``session_id``)
---------------------------------------------------------------------------------------
-``hold_held``, ``hold_notified``, ``hold_notify_failed``, ``hold_approval``, ``hold_denial``,
-``hold_released``, ``hold_executed``, ``hold_expired``, ``hold_cancelled``, ``hold_abandoned``.
-Their other fields are documented by ``pgsentry.holds``.
+Hold events (pgsentry.holds, pgsentry.admin.webhooks, pgsentry.session)
+------------------------------------------------------------------------
+All carry ``hold_id`` and ``session_id``.
+
+``hold_held``
+    ``rule``, ``user``, ``database``, ``application_name``, ``client_addr``, ``statement``,
+    ``statement_sha256``, ``timeout_seconds``, ``approvals_required``.
+``hold_notified`` / ``hold_notify_failed``
+    ``webhook`` (target name), ``attempt``, ``status`` (HTTP status or null), ``webhook_id``;
+    failures also ``error`` and ``final`` (bool: no more retries).
+``hold_approval``
+    ``approver``, ``reason``, ``approvals`` (so far), ``approvals_required``.
+``hold_released`` / ``hold_denial`` / ``hold_expired`` / ``hold_cancelled`` / ``hold_abandoned``
+    The hold's outcome: ``rule``, ``approvers`` (list), ``reason``, ``waited_seconds``.
+``hold_executed``
+    The released statement ran: ``command_tag``, ``sqlstate``, ``outcome`` (``"ok"`` | ``"error"``).
 """
 
 from typing import Final
 
 CONNECTION_OPEN: Final = "connection_open"
+CONNECTION_TLS: Final = "connection_tls"
 CONNECTION_AUTH: Final = "connection_auth"
 CONNECTION_CLOSE: Final = "connection_close"
 STATEMENT: Final = "statement"
@@ -81,6 +103,7 @@ RESERVED_FIELDS: Final = frozenset({"ts", "event"})
 ALL_EVENTS: Final = frozenset(
     {
         CONNECTION_OPEN,
+        CONNECTION_TLS,
         CONNECTION_AUTH,
         CONNECTION_CLOSE,
         STATEMENT,
