@@ -68,31 +68,49 @@ class Verdict:
 class SessionDecider:
     """Per-session decision cache in front of analysis + policy."""
 
-    __slots__ = ("_analyze", "_cache", "_generation", "_holder", "_summaries")
+    __slots__ = ("_analyze", "_by_analysis", "_cache", "_generation", "_holder")
 
     def __init__(self, holder: PolicyHolder, analyze: Analyzer) -> None:
         self._holder = holder
         self._analyze = analyze
         self._cache: dict[tuple[str, bool, bool], Verdict] = {}
+        # Analysis shares one Analysis object per statement shape (literals aside), so a
+        # decision for a new text of a known shape is a look-up too. Keyed by identity;
+        # the value keeps the Analysis alive so the id cannot be reused.
+        self._by_analysis: dict[tuple[int, bool], tuple[Analysis, Verdict]] = {}
         self._generation = -1
 
     def decide(self, sql: str, who: Principal, scs: bool) -> Verdict:
         policy = self._holder.policy
         if policy.generation != self._generation:
-            self._cache.clear()
+            self.reset()
             self._generation = policy.generation
         key = (sql, scs, who.in_transaction)
         hit = self._cache.get(key)
         if hit is not None:
             return hit
         analysis = self._analyze(sql, standard_conforming_strings=scs)
-        decision = policy.decide(analysis, who, datetime.now(UTC))
-        verdict = Verdict(decision, analysis, None)
-        if decision.cacheable:
-            if len(self._cache) >= _CACHE_LIMIT:
-                self._cache.clear()
-            self._cache[key] = verdict
+        shape = (id(analysis), who.in_transaction)
+        known = self._by_analysis.get(shape)
+        if known is not None and known[0] is analysis:
+            verdict = known[1]
+        else:
+            decision = policy.decide(analysis, who, datetime.now(UTC))
+            verdict = Verdict(decision, analysis, None)
+            if not decision.cacheable:
+                return verdict
+            if len(self._by_analysis) >= _CACHE_LIMIT:
+                self._by_analysis.clear()
+            self._by_analysis[shape] = (analysis, verdict)
+        if len(self._cache) >= _CACHE_LIMIT:
+            self._cache.clear()
+        self._cache[key] = verdict
         return verdict
+
+    def reset(self) -> None:
+        """Forget every decision (policy reloaded, or who is asking changed)."""
+        self._cache.clear()
+        self._by_analysis.clear()
 
     def decide_function_call(self, oid: int, who: Principal) -> Decision:
         return self._holder.policy.decide_function_call(oid, who, datetime.now(UTC))

@@ -521,6 +521,7 @@ class Session:
         elif name == "application_name" and value != self.application_name:
             self.application_name = value
             self._rebuild_principal()
+            self.decider.reset()
 
     def _on_authentication(self, msg: bytes) -> bytes:
         """Relay authentication untouched, except SCRAM channel binding on a plain client leg.
