@@ -12,6 +12,8 @@ process or file behind on a normal stop.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import shutil
 import signal
 import socket
@@ -88,7 +90,7 @@ def port_is_free(port: int) -> bool:
 
 
 def pick_port(preferred: int) -> int:
-    return preferred if port_is_free(preferred) else free_tcp_port(HOST)
+    return preferred if preferred and port_is_free(preferred) else free_tcp_port(HOST)
 
 
 def default_policies() -> Path:
@@ -203,6 +205,7 @@ class Demo:
                 self.cluster.stop()
             except PgClusterError as exc:
                 say(f"stopping PostgreSQL: {exc}")
+            stop_orphan_postmaster(self.cluster.datadir)
         if self.tmp is not None:
             shutil.rmtree(self.tmp, ignore_errors=True)
             say(f"Removed {self.tmp}. Bye.")
@@ -237,6 +240,26 @@ class Demo:
             "",
         ]
         say("\n".join(lines))
+
+
+def stop_orphan_postmaster(datadir: Path, timeout: float = STOP_TIMEOUT) -> None:
+    """A Ctrl-C that hit pg_ctl mid-start can leave a server PgCluster does not know it
+    started: stop it through its postmaster.pid (SIGINT = fast shutdown) before deleting."""
+    pid_file = datadir / "postmaster.pid"
+    try:
+        pid = int(pid_file.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return
+    try:
+        os.kill(pid, signal.SIGINT)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while pid_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if pid_file.exists():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 class DemoError(RuntimeError):
