@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_HIGH_WATER = 10_000
 DEFAULT_BATCH_SIZE = 2_048
+WRITER_INTERVAL = 0.02  # seconds: how stale the audit file may be under light traffic
 CLOSE_RETRY_SECONDS = 10.0
 _MAX_BACKOFF = 5.0
 
@@ -150,7 +151,9 @@ class AuditLog:
         if self._closing:
             raise AuditLogClosedError(f"audit log closed; cannot emit {event!r}")
         self._append((time.time(), event, fields))
-        if not self._wake.is_set():
+        # The writer polls every WRITER_INTERVAL; waking it for every record would hand
+        # the GIL back and forth on each statement. Wake it early only for a big batch.
+        if len(self._queue) >= self._batch_size and not self._wake.is_set():
             self._wake.set()
 
     @property
@@ -243,7 +246,7 @@ class AuditLog:
                     return
                 self._wake.clear()
                 if not queue and not self._closing and not self._reopen_requested:
-                    self._wake.wait(1.0)
+                    self._wake.wait(WRITER_INTERVAL)
                 continue
             batch: list[bytes] = []
             marker: threading.Event | None = None
