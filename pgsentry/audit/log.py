@@ -32,7 +32,7 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Protocol
 
 from pgsentry.audit.sinks import FileSink, MemorySink, Sink, StreamSink
 
@@ -44,7 +44,7 @@ WRITER_INTERVAL = 0.02  # seconds: how stale the audit file may be under light t
 CLOSE_RETRY_SECONDS = 10.0
 _MAX_BACKOFF = 5.0
 
-_Record = tuple[float, str, dict[str, object]]
+_Record = tuple[float, str, "dict[str, object] | DeferredFields"]
 
 
 class AuditLogClosedError(RuntimeError):
@@ -88,9 +88,17 @@ _encode = json.JSONEncoder(
 ).encode
 
 
-def serialize(ts: float, event: str, fields: dict[str, object]) -> bytes:
+class DeferredFields(Protocol):
+    """A record whose fields are built on the writer thread, not on the event loop."""
+
+    def audit_fields(self) -> dict[str, object]: ...
+
+
+def serialize(ts: float, event: str, fields: dict[str, object] | DeferredFields) -> bytes:
     """One record as one JSON line (with the newline); never raises on odd field values."""
     stamp = format_ts(ts)
+    if not isinstance(fields, dict):
+        fields = fields.audit_fields()
     record: dict[str, object] = {"ts": stamp, "event": event, **fields}
     if "ts" in fields or "event" in fields:
         record["ts"] = stamp
@@ -153,6 +161,15 @@ class AuditLog:
         self._append((time.time(), event, fields))
         # The writer polls every WRITER_INTERVAL; waking it for every record would hand
         # the GIL back and forth on each statement. Wake it early only for a big batch.
+        if len(self._queue) >= self._batch_size and not self._wake.is_set():
+            self._wake.set()
+
+    def emit_deferred(self, event: str, record: DeferredFields) -> None:
+        """Like emit(), but `record.audit_fields()` runs on the writer thread (hot path).
+        The record must not change after this call."""
+        if self._closing:
+            raise AuditLogClosedError(f"audit log closed; cannot emit {event!r}")
+        self._append((time.time(), event, record))
         if len(self._queue) >= self._batch_size and not self._wake.is_set():
             self._wake.set()
 

@@ -13,10 +13,11 @@ import logging
 import secrets
 import ssl
 import time
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any
 
 from pgsentry import metrics
 from pgsentry.analysis import analyze
+from pgsentry.audit import AuditLog
 from pgsentry.holds import HoldLimitExceeded, HoldRegistry, HoldState
 from pgsentry.policy.decision import Decision, HoldSpec
 from pgsentry.session.decider import PolicyHolder, SessionDecider, Verdict
@@ -26,19 +27,7 @@ from pgsentry.wire import errors as E
 from .connection import ClientConnection
 from .upstream import UpstreamError, UpstreamTarget, send_cancel
 
-if TYPE_CHECKING:
-    pass
-
 log = logging.getLogger(__name__)
-
-
-class AuditLike(Protocol):
-    @property
-    def congested(self) -> bool: ...
-
-    def emit(self, event: str, /, **fields: object) -> None: ...
-
-    async def drained(self) -> None: ...
 
 
 class Proxy:
@@ -49,7 +38,7 @@ class Proxy:
         *,
         upstream: UpstreamTarget,
         policy: PolicyHolder,
-        audit: AuditLike,
+        audit: AuditLog,
         client_tls: ssl.SSLContext | None = None,
         require_client_tls: bool = False,
         holds: HoldRegistry | None = None,

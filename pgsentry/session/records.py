@@ -22,10 +22,12 @@ class Record:
         "batch",
         "decision",
         "facts",
+        "finished",
         "hold_id",
         "portal",
         "protocol",
         "rows",
+        "session_id",
         "sqlstate",
         "started",
         "statement_name",
@@ -57,15 +59,24 @@ class Record:
         self.rows: int | None = None
         self.sqlstate: str | None = None
         self.hold_id: str | None = None
+        self.finished = 0.0
+        self.session_id = ""
 
-    def fields(self, session_id: str) -> dict[str, object]:
+    def finish(self, session_id: str) -> Record:
+        """Stamp the end time; the record is then handed to the audit writer as it is."""
+        self.finished = time.perf_counter()
+        self.session_id = session_id
+        return self
+
+    def audit_fields(self) -> dict[str, object]:
+        """The audit "statement" record (built on the audit writer thread)."""
         d = self.decision
         out: dict[str, object] = {
-            "session_id": session_id,
+            "session_id": self.session_id,
             "protocol": self.protocol,
             "text": self.text,
             "started_at": self.wall,
-            "duration_ms": round((time.perf_counter() - self.started) * 1000, 3),
+            "duration_ms": round((self.finished - self.started) * 1000, 3),
             "command_tag": "; ".join(self.tags) if self.tags else None,
             "rows": self.rows,
             "sqlstate": self.sqlstate,

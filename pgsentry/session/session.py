@@ -21,6 +21,7 @@ from enum import Enum
 from typing import Any, Protocol
 
 from pgsentry import metrics
+from pgsentry.audit.log import DeferredFields
 from pgsentry.policy.decision import Action, Decision, Principal
 from pgsentry.session.decider import SessionDecider, Verdict, facts_summary
 from pgsentry.session.records import InFlight, Record
@@ -37,6 +38,8 @@ _OUTCOME_SQLSTATE = {"denied": E.INSUFFICIENT_PRIVILEGE, "cancelled": E.QUERY_CA
 
 class Audit(Protocol):
     def emit(self, event: str, /, **fields: object) -> None: ...
+
+    def emit_deferred(self, event: str, record: DeferredFields) -> None: ...
 
 
 class Phase(Enum):
@@ -416,41 +419,65 @@ class Session:
 
     # ------------------------------------------------------------------ server -> client
     def server_data(self, data: bytes) -> None:
+        """Server bytes: watch the messages that matter, forward everything else as is.
+
+        In the common case nothing is rewritten and no message straddles the chunk, so
+        the chunk itself is forwarded: one write, no copy.
+        """
         self.bytes_from_server += len(data)
-        items = self._server.feed(data)
-        out = self.to_client
-        for item in items:
+        walker = self._server
+        aligned = walker.at_boundary
+        items = walker.feed(data)
+        replaced: dict[int, bytes] | None = None
+        for i, item in enumerate(items):
             if not isinstance(item, tuple):
-                out.append(item)
                 continue
             t, msg = item
             if t == P.B_READY_FOR_QUERY:
                 self._on_ready(msg)
-            elif t == P.B_COMMAND_COMPLETE:
+                continue
+            if t == P.B_COMMAND_COMPLETE:
                 tag = P.parse_command_tag(msg[5:])
                 rec = self._inflight.add_tag(tag, P.rows_from_tag(tag))
                 if rec is not None:
                     self._emit(rec)
-            elif t == P.B_ERROR_RESPONSE:
-                msg = self._on_error(msg)
+                continue
+            if t == P.B_ERROR_RESPONSE:
+                new = self._on_error(msg)
             elif t == P.B_EMPTY_QUERY or t == P.B_PORTAL_SUSPENDED:
                 rec = self._inflight.end_execute()
                 if rec is not None:
                     self._emit(rec)
+                continue
             elif t == P.B_PARAMETER_STATUS:
                 self._on_parameter_status(msg)
+                continue
             elif t == P.B_AUTHENTICATION:
-                msg = self._on_authentication(msg)
+                new = self._on_authentication(msg)
             elif t == P.B_BACKEND_KEY_DATA:
                 if len(msg) == 13:
                     self.upstream_key = (
                         P.UINT32.unpack_from(msg, 5)[0],
                         P.UINT32.unpack_from(msg, 9)[0],
                     )
-                msg = P.backend_key_data(*self.proxy_key)
+                new = P.backend_key_data(*self.proxy_key)
             elif t == P.B_NEGOTIATE_PROTOCOL_VERSION:
-                continue  # we asked for 3.0 only; the client got our own negotiation
-            out.append(msg)
+                new = b""  # we asked for 3.0 only; the client got our own negotiation
+            else:
+                continue
+            if new is not msg:
+                if replaced is None:
+                    replaced = {}
+                replaced[i] = new
+        if replaced is None and aligned and walker.at_boundary:
+            self.to_client.append(data)
+            return
+        out = self.to_client
+        for i, item in enumerate(items):
+            if isinstance(item, tuple):
+                out.append(replaced[i] if replaced and i in replaced else item[1])
+            else:
+                out.append(item)
 
     def _on_ready(self, msg: bytes) -> None:
         self.status = msg[5:6]
@@ -502,14 +529,13 @@ class Session:
         return msg
 
     def _emit(self, rec: Record) -> None:
-        fields = rec.fields(self.session_id)
-        self.audit.emit("statement", **fields)
+        self.audit.emit_deferred("statement", rec.finish(self.session_id))
         if rec.hold_id is not None:
             self.audit.emit(
                 "hold_executed",
                 hold_id=rec.hold_id,
                 session_id=self.session_id,
-                command_tag=fields["command_tag"],
+                command_tag="; ".join(rec.tags) or None,
                 sqlstate=rec.sqlstate,
                 outcome="error" if rec.sqlstate else "ok",
             )
