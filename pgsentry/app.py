@@ -63,7 +63,12 @@ async def serve(settings: Settings) -> int:
             for u in settings.webhook_urls
         ]
         notifier = WebhookNotifier(targets, audit=audit, public_base_url=settings.public_url)
-    holds = HoldRegistry(audit=audit, notifier=notifier, approvers=approvers)
+    # Without approvers nobody could ever release a hold: refuse such statements at once.
+    holds = (
+        HoldRegistry(audit=audit, notifier=notifier, approvers=approvers)
+        if approvers is not None
+        else None
+    )
     base = settings.public_url or (
         f"http://{settings.admin_listen}" if settings.admin_listen else ""
     )
@@ -147,7 +152,8 @@ async def serve(settings: Settings) -> int:
     log.info("shutting down: letting statements in flight finish")
     await proxy.shutdown(settings.shutdown_grace_seconds)
     await watcher.stop()
-    holds.close()
+    if holds is not None:
+        holds.close()
     if notifier is not None:
         await notifier.aclose()
     if runner is not None:
