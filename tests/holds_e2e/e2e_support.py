@@ -29,9 +29,8 @@ from typing import Any
 import aiohttp
 import psycopg
 from aiohttp import web
-from prometheus_client.parser import text_string_to_metric_families
-
 from integration.helpers import Background
+from prometheus_client.parser import text_string_to_metric_families
 
 from pgsentry.devtools import PgCluster, ProxyProcess
 from pgsentry.devtools.proxyproc import free_port, wait_until
