@@ -1,0 +1,140 @@
+"""End to end: holds inside transaction blocks, multi-statement Query messages and
+extended-protocol batches (psycopg pipeline, asyncpg prepared statements).
+
+Checks what really reached the database by looking at the cluster directly, never through
+the proxy. Must not reach into pgsentry's process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+import psycopg
+import pytest
+from integration.helpers import Background
+
+from .e2e_support import HeldClient, Stage, api_async, hold_id_from, make_table, rows, table_exists
+
+
+def test_transaction_block_stays_open_and_commits_after_approval(stage: Stage) -> None:
+    pg = stage.pg
+    make_table(pg, "victim_tx_ok")
+    make_table(pg, "tx_log_ok")
+    with HeldClient(stage.dsn()) as client:
+        conn = client.conn
+        conn.execute("BEGIN")
+        conn.execute("INSERT INTO tx_log_ok VALUES (1)")
+        job = client.start("DROP TABLE victim_tx_ok")
+        hold_id = client.wait_hold_id()
+        shown = stage.show(hold_id).body
+        assert shown["in_transaction"] is True
+        assert rows(pg, "tx_log_ok") == []  # not committed yet
+        assert stage.approve(hold_id).status == 200
+        assert job.result() == "DROP TABLE"
+        assert conn.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS
+        assert conn.execute("COMMIT").statusmessage == "COMMIT"
+    assert rows(pg, "tx_log_ok") == ["1"]
+    assert not table_exists(pg, "victim_tx_ok")
+
+
+def test_denial_inside_a_transaction_aborts_it(stage: Stage) -> None:
+    pg = stage.pg
+    make_table(pg, "victim_tx_no")
+    make_table(pg, "tx_log_no")
+    with HeldClient(stage.dsn()) as client:
+        conn = client.conn
+        conn.execute("BEGIN")
+        conn.execute("INSERT INTO tx_log_no VALUES (2)")
+        job = client.start("DROP TABLE victim_tx_no")
+        hold_id = client.wait_hold_id()
+        assert stage.deny(hold_id, "bob", "wrong table").status == 200
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            job.result()
+        assert conn.info.transaction_status == psycopg.pq.TransactionStatus.INERROR
+        with pytest.raises(psycopg.errors.InFailedSqlTransaction):
+            conn.execute("SELECT 1")
+        assert conn.execute("COMMIT").statusmessage == "ROLLBACK"
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+    assert rows(pg, "tx_log_no") == []
+    assert table_exists(pg, "victim_tx_no")
+
+
+def test_multi_statement_query_runs_nothing_until_approved_then_everything(
+    stage: Stage,
+) -> None:
+    pg = stage.pg
+    make_table(pg, "victim_multi")
+    make_table(pg, "multi_log")
+    with HeldClient(stage.dsn()) as client:
+        # No parameters: psycopg sends one simple Query message with all three statements.
+        job = client.start(
+            "INSERT INTO multi_log VALUES (1); DROP TABLE victim_multi; "
+            "INSERT INTO multi_log VALUES (2)"
+        )
+        hold_id = client.wait_hold_id()
+        assert rows(pg, "multi_log") == []  # not even the first INSERT ran
+        active = pg.psql(
+            "select count(*) from pg_stat_activity where query like '%multi_log VALUES%' "
+            "and query not like '%pg_stat_activity%'"
+        )
+        assert active.strip() == "0"  # the text never reached a backend
+        assert stage.approve(hold_id).status == 200
+        assert job.result() == "INSERT 0 1"
+    assert rows(pg, "multi_log") == ["1", "2"]
+    assert not table_exists(pg, "victim_multi")
+
+
+def test_psycopg_pipeline_batch_is_held_whole_and_released(stage: Stage) -> None:
+    pg = stage.pg
+    make_table(pg, "victim_pipe")
+    make_table(pg, "pipe_log")
+    with HeldClient(stage.dsn()) as client:
+        conn = client.conn
+
+        def batch() -> str | None:
+            with conn.pipeline():
+                conn.execute("INSERT INTO pipe_log VALUES (%s)", [1])
+                cur = conn.execute("DROP TABLE victim_pipe")
+                conn.execute("INSERT INTO pipe_log VALUES (%s)", [2])
+            return cur.statusmessage
+
+        job = Background(batch)
+        hold_id = client.wait_hold_id()
+        assert rows(pg, "pipe_log") == []
+        assert table_exists(pg, "victim_pipe")
+        assert stage.approve(hold_id).status == 200
+        assert job.result() == "DROP TABLE"
+    assert rows(pg, "pipe_log") == ["1", "2"]
+    assert not table_exists(pg, "victim_pipe")
+
+
+async def test_asyncpg_extended_protocol_hold_approved_and_denied(stage: Stage) -> None:
+    pg = stage.pg
+    make_table(pg, "victim_apg_ok")
+    make_table(pg, "victim_apg_no")
+    notices: list[str] = []
+    conn = await asyncpg.connect(stage.dsn())
+    conn.add_log_listener(lambda _c, msg: notices.append(str(msg)))
+    try:
+        for table, action in (("victim_apg_ok", "approve"), ("victim_apg_no", "deny")):
+            notices.clear()
+            # fetch() always prepares: Parse/Describe/Sync, then Bind/Execute/Sync.
+            task = asyncio.ensure_future(conn.fetch(f"DROP TABLE {table}"))
+            while not notices:
+                await asyncio.sleep(0.05)
+            hold_id = hold_id_from(notices[0])
+            answer = await api_async(
+                "POST", stage.hold_url(hold_id, action), stage.tokens["carol"], {"reason": "t"}
+            )
+            assert answer.status == 200, answer.body
+            if action == "approve":
+                assert await task == []
+            else:
+                with pytest.raises(asyncpg.exceptions.InsufficientPrivilegeError):
+                    await task
+            assert await conn.fetchval("select $1::int + 1", 1) == 2
+    finally:
+        await conn.close()
+    assert not table_exists(pg, "victim_apg_ok")
+    assert table_exists(pg, "victim_apg_no")
