@@ -35,9 +35,14 @@ class Middle(Protocol):
     @property
     def pid(self) -> int: ...
 
+    @property
+    def alive(self) -> bool: ...
+
     def start(self) -> None: ...
 
     def stop(self) -> None: ...
+
+    def log_tail(self) -> str: ...
 
 
 @dataclass
@@ -80,6 +85,16 @@ class PgSentry:
         if self._proc is None:
             raise MiddleError("pgsentry is not running")
         return self._proc.pid
+
+    @property
+    def alive(self) -> bool:
+        return self._proc is not None and self._proc.is_alive
+
+    def log_tail(self) -> str:
+        """The last lines of the proxy's stderr (why it stopped, when it did)."""
+        if self._proc is None:
+            return ""
+        return " | ".join(self._proc.stderr.strip().splitlines()[-3:])
 
     def start(self) -> None:
         if self._proc is not None:
@@ -163,6 +178,13 @@ class PgBouncer:
         if self._proc is None:
             raise MiddleError("pgbouncer is not running")
         return self._proc.pid
+
+    @property
+    def alive(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def log_tail(self) -> str:
+        return " | ".join(_tail(self.log, 3).splitlines())
 
     def _write_config(self) -> Path:
         d = self.workdir

@@ -131,6 +131,30 @@ def raise_nofile(needed: int) -> str:
     return f"{needed} (raised)"
 
 
+def _loadavg() -> str:
+    return ", ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def _git_revision() -> str:
+    """The commit the code under test comes from, and whether the tree differs from it."""
+    try:
+        rev = subprocess.run(
+            ["git", "-C", str(REPO_ROOT), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(REPO_ROOT), "status", "--porcelain", "--", "pgsentry"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (not a git checkout)"
+    return f"git {rev}" + (" plus uncommitted changes under pgsentry/" if dirty else "")
+
+
 def log(msg: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
@@ -163,22 +187,23 @@ class Bench:
                         before()
                     runs.add(run(t))
                 except Exception as e:  # reported in the table, never fatal
-                    runs.errors.append(f"round {rnd + 1}: {type(e).__name__}: {e}")
+                    note = self._revive(t)
+                    runs.errors.append(f"round {rnd + 1}: {type(e).__name__}: {e}{note}")
                     log(f"  failed: {e}")
-                    self._revive(t)
 
-    def _revive(self, t: Target) -> None:
-        """Restart a middle that died during a run so later rows still measure it."""
-        if t.middle is None:
-            return
-        try:
-            os.kill(t.middle.pid, 0)
-            return
-        except (OSError, MiddleError):
-            pass
-        log(f"  {t.name} died; restarting it")
+    def _revive(self, t: Target) -> str:
+        """Restart a middle that exited during a run, so later rows still measure it.
+        Returns a note for the run's error (the exit and the middle's last log lines)."""
+        if t.middle is None or t.middle.alive:
+            return ""
+        note = f" ({t.name} had exited; its last log lines: {t.middle.log_tail()}; restarted)"
+        log(f"  {note}")
         t.middle.stop()
-        t.middle.start()
+        try:
+            t.middle.start()
+        except MiddleError as e:
+            note += f" (restart failed: {e})"
+        return note
 
     def _pgbench_spec(
         self, select_only: bool, protocol: str, clients: int
@@ -315,6 +340,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = Config.from_args(args)
     command = shlex.join(getattr(sys, "orig_argv", sys.argv))
     started = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    load_start = _loadavg()
     nofile = raise_nofile(cfg.idle_conns * 3 + 256)
     t0 = time.monotonic()
     tmp = Path(tempfile.mkdtemp(prefix="pgsentry-bench-"))
@@ -376,6 +402,8 @@ def main(argv: list[str] | None = None) -> int:
         ("command", f"`{command}`"),
         ("started", started),
         ("wall time", f"{elapsed:.0f} s"),
+        ("load average (1, 5, 15 min)", f"start {load_start}, end {_loadavg()}"),
+        ("pgsentry code", _git_revision()),
         ("mode", mode),
         ("rounds", f"{cfg.rounds}, interleaved direct, pgsentry, pgbouncer per workload row"),
         ("pgbench", f"scale {cfg.scale}, {per_run}, -j min(clients, nproc), -n, over TCP"),
