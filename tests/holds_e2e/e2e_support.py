@@ -320,9 +320,16 @@ def holds_waiting(samples: Samples) -> float:
 
 
 def start_stage(
-    pg: PgCluster, factory: ProxyFactory, workdir: Path, tokens: dict[str, str], approvers: Path
+    pg: PgCluster,
+    factory: ProxyFactory,
+    workdir: Path,
+    tokens: dict[str, str],
+    approvers: Path,
+    webhook_url: str | None = None,
 ) -> Stage:
-    """Write the policy, start the receiver and pgsentry with every hold flag wired."""
+    """Write the policy, start the receiver and pgsentry with every hold flag wired.
+
+    `webhook_url` replaces the receiver's URL in pgsentry's settings (e.g. a dead port)."""
     workdir.mkdir(parents=True, exist_ok=True)
     policy = workdir / "policy.yaml"
     policy.write_text(POLICY)
@@ -339,7 +346,7 @@ def start_stage(
             "--approvers-file",
             str(approvers),
             "--webhook-url",
-            receiver.url,
+            webhook_url or receiver.url,
             "--webhook-secret",
             secret,
             "--webhook-format",

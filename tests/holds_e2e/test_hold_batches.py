@@ -60,53 +60,66 @@ def test_denial_inside_a_transaction_aborts_it(stage: Stage) -> None:
     assert table_exists(pg, "victim_tx_no")
 
 
-def test_multi_statement_query_runs_nothing_until_approved_then_everything(
-    stage: Stage,
-) -> None:
+@pytest.mark.parametrize("action", ["approve", "deny"])
+def test_multi_statement_query_runs_nothing_until_decided(stage: Stage, action: str) -> None:
     pg = stage.pg
-    make_table(pg, "victim_multi")
-    make_table(pg, "multi_log")
+    victim, log = f"victim_multi_{action}", f"multi_log_{action}"
+    make_table(pg, victim)
+    make_table(pg, log)
     with HeldClient(stage.dsn()) as client:
         # No parameters: psycopg sends one simple Query message with all three statements.
         job = client.start(
-            "INSERT INTO multi_log VALUES (1); DROP TABLE victim_multi; "
-            "INSERT INTO multi_log VALUES (2)"
+            f"INSERT INTO {log} VALUES (1); DROP TABLE {victim}; INSERT INTO {log} VALUES (2)"
         )
         hold_id = client.wait_hold_id()
-        assert rows(pg, "multi_log") == []  # not even the first INSERT ran
+        assert rows(pg, log) == []  # not even the first INSERT ran
         active = pg.psql(
-            "select count(*) from pg_stat_activity where query like '%multi_log VALUES%' "
+            f"select count(*) from pg_stat_activity where query like '%{log} VALUES%' "
             "and query not like '%pg_stat_activity%'"
         )
         assert active.strip() == "0"  # the text never reached a backend
-        assert stage.approve(hold_id).status == 200
-        assert job.result() == "INSERT 0 1"
-    assert rows(pg, "multi_log") == ["1", "2"]
-    assert not table_exists(pg, "victim_multi")
+        if action == "approve":
+            assert stage.approve(hold_id).status == 200
+            assert job.result() == "INSERT 0 1"
+        else:
+            assert stage.deny(hold_id).status == 200
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                job.result()
+    assert rows(pg, log) == (["1", "2"] if action == "approve" else [])
+    assert table_exists(pg, victim) is (action == "deny")
 
 
-def test_psycopg_pipeline_batch_is_held_whole_and_released(stage: Stage) -> None:
+@pytest.mark.parametrize("action", ["approve", "deny"])
+def test_psycopg_pipeline_batch_is_held_whole(stage: Stage, action: str) -> None:
     pg = stage.pg
-    make_table(pg, "victim_pipe")
-    make_table(pg, "pipe_log")
+    victim, log = f"victim_pipe_{action}", f"pipe_log_{action}"
+    make_table(pg, victim)
+    make_table(pg, log)
     with HeldClient(stage.dsn()) as client:
         conn = client.conn
 
         def batch() -> str | None:
             with conn.pipeline():
-                conn.execute("INSERT INTO pipe_log VALUES (%s)", [1])
-                cur = conn.execute("DROP TABLE victim_pipe")
-                conn.execute("INSERT INTO pipe_log VALUES (%s)", [2])
-            return cur.statusmessage
+                conn.execute(f"INSERT INTO {log} VALUES (%s)", [1])  # type: ignore[call-overload]
+                cur = conn.execute(f"DROP TABLE {victim}")  # type: ignore[call-overload]
+                conn.execute(f"INSERT INTO {log} VALUES (%s)", [2])  # type: ignore[call-overload]
+            return cur.statusmessage  # type: ignore[no-any-return]
 
         job = Background(batch)
         hold_id = client.wait_hold_id()
-        assert rows(pg, "pipe_log") == []
-        assert table_exists(pg, "victim_pipe")
-        assert stage.approve(hold_id).status == 200
-        assert job.result() == "DROP TABLE"
-    assert rows(pg, "pipe_log") == ["1", "2"]
-    assert not table_exists(pg, "victim_pipe")
+        assert rows(pg, log) == []
+        assert table_exists(pg, victim)
+        if action == "approve":
+            assert stage.approve(hold_id).status == 200
+            assert job.result() == "DROP TABLE"
+        else:
+            assert stage.deny(hold_id).status == 200
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                job.result()
+        assert conn.execute("select 1").fetchone() == (1,)
+    # The batch is one implicit transaction: a denial leaves none of it behind.
+    assert rows(pg, log) == (["1", "2"] if action == "approve" else [])
+    assert table_exists(pg, victim) is (action == "deny")
 
 
 async def test_asyncpg_extended_protocol_hold_approved_and_denied(stage: Stage) -> None:

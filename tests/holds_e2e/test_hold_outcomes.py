@@ -9,14 +9,19 @@ HTTP, its audit events and the /metrics counters. Must not reach into pgsentry's
 from __future__ import annotations
 
 import asyncio
+import signal
 import subprocess
 import threading
+from pathlib import Path
 
 import asyncpg
 import psycopg
 import pytest
 from integration.helpers import Background, client_env
 
+from pgsentry.devtools import PgCluster
+from pgsentry.devtools.proxyproc import free_port
+from pgsentry.devtools.testkit import ProxyFactory
 from pgsentry.wire import errors as E
 
 from .e2e_support import (
@@ -29,6 +34,7 @@ from .e2e_support import (
     make_table,
     outcome_count,
     pgsentry_cli,
+    start_stage,
     table_exists,
 )
 
@@ -162,21 +168,27 @@ def test_psycopg_cancel_ends_the_hold_with_57014(stage: Stage) -> None:
     assert outcome_count(stage.metrics(), "cancelled") == outcome_count(before, "cancelled") + 1
 
 
-async def test_asyncpg_statement_timeout_cancels_the_hold(stage: Stage) -> None:
+@pytest.mark.parametrize("protocol", ["simple", "extended"])
+async def test_asyncpg_timeout_cancels_the_hold(stage: Stage, protocol: str) -> None:
     pg = stage.pg
-    make_table(pg, "victim_asyncpg_cancel")
+    table = f"victim_asyncpg_{protocol}"
+    make_table(pg, table)
     notices: list[str] = []
     conn = await asyncpg.connect(stage.dsn())
     try:
         conn.add_log_listener(lambda _c, msg: notices.append(str(msg)))
         # asyncpg sends a CancelRequest when its timeout passes, then raises TimeoutError.
+        # execute() without arguments is a simple Query; fetch() prepares (Parse ... Sync).
         with pytest.raises(TimeoutError):
-            await conn.execute("DROP TABLE victim_asyncpg_cancel", timeout=2)
-        assert await conn.fetchval("select 7") == 7
+            if protocol == "simple":
+                await conn.execute(f"DROP TABLE {table}", timeout=2)
+            else:
+                await conn.fetch(f"DROP TABLE {table}", timeout=2)
+        assert await conn.fetchval("select $1::int", 7) == 7
     finally:
         await conn.close()
     hold_id = hold_id_from(" ".join(notices))
-    assert table_exists(pg, "victim_asyncpg_cancel")
+    assert table_exists(pg, table)
     answer = await api_async("GET", stage.hold_url(hold_id), stage.tokens["bob"])
     assert answer.body["state"] == "cancelled"
 
@@ -209,12 +221,10 @@ async def test_disconnect_abandons_the_hold_and_a_late_approval_conflicts(
     assert outcome_count(stage.metrics(), "abandoned") == outcome_count(before, "abandoned") + 1
 
 
-def test_psql_shows_the_notice_and_the_cli_approves(stage: Stage) -> None:
-    pg = stage.pg
-    make_table(pg, "victim_psql")
-    proc = subprocess.Popen(
+def _psql(stage: Stage, sql: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
         [
-            str(pg.bindir / "psql"),
+            str(stage.pg.bindir / "psql"),
             "-X",
             "-v",
             "ON_ERROR_STOP=1",
@@ -227,13 +237,39 @@ def test_psql_shows_the_notice_and_the_cli_approves(stage: Stage) -> None:
             "-d",
             "postgres",
             "-c",
-            "DROP TABLE victim_psql",
+            sql,
         ],
         env=client_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def test_psql_ctrl_c_cancels_the_hold(stage: Stage) -> None:
+    pg = stage.pg
+    make_table(pg, "victim_psql_int")
+    proc = _psql(stage, "DROP TABLE victim_psql_int")
+    try:
+        assert proc.stderr is not None
+        first_line = Background(proc.stderr.readline).result(30)
+        hold_id = hold_id_from(first_line)
+        proc.send_signal(signal.SIGINT)  # what Ctrl-C does: psql sends a CancelRequest
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 1, err
+    assert "canceling statement due to user request" in err
+    assert table_exists(pg, "victim_psql_int")
+    assert stage.show(hold_id).body["state"] == "cancelled"
+
+
+def test_psql_shows_the_notice_and_the_cli_approves(stage: Stage) -> None:
+    pg = stage.pg
+    make_table(pg, "victim_psql")
+    proc = _psql(stage, "DROP TABLE victim_psql")
     try:
         assert proc.stderr is not None and proc.stdout is not None
         first_line = Background(proc.stderr.readline).result(30)  # printed while waiting
@@ -268,3 +304,31 @@ def test_psql_shows_the_notice_and_the_cli_approves(stage: Stage) -> None:
     )
     assert shown.returncode == 0 and "approved" in shown.stdout
     assert "carol: planned cleanup" in shown.stdout
+
+
+def test_a_dead_webhook_receiver_never_blocks_or_loses_the_hold(
+    pg: PgCluster,
+    proxy_factory: ProxyFactory,
+    approvers: tuple[Path, dict[str, str]],
+    tmp_path: Path,
+) -> None:
+    path, tokens = approvers
+    dead = f"http://127.0.0.1:{free_port()}/hooks"  # nothing listens there
+    stage = start_stage(pg, proxy_factory, tmp_path / "dead", tokens, path, webhook_url=dead)
+    try:
+        make_table(pg, "victim_dead_hook")
+        with HeldClient(stage.dsn()) as client:
+            job = client.start("DROP TABLE victim_dead_hook")
+            hold_id = client.wait_hold_id()
+            failed = stage.wait_audit(hold_id, ["hold_notify_failed"])
+            assert "hold_notified" not in failed
+            record = next(r for r in stage.audit_for(hold_id) if r["event"] == "hold_notify_failed")
+            assert record["webhook"] == dead.removesuffix("/hooks")  # never the full URL
+            assert record["final"] is False and record["status"] is None
+            assert stage.approve(hold_id).status == 200
+            assert job.result() == "DROP TABLE"
+        assert not table_exists(pg, "victim_dead_hook")
+        retries = ("pgsentry_webhook_deliveries_total", (("result", "retry"),))
+        assert stage.metrics()[retries] >= 1
+    finally:
+        stage.receiver.stop()
