@@ -11,12 +11,13 @@ statements itself (the proxy's answer is what is checked).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import asyncpg
+import asyncpg  # type: ignore[import-untyped]
 import pglast
 import psycopg
 import yaml
@@ -241,7 +242,7 @@ def run_psycopg(
         for stmt in setup:
             conn.execute(stmt, prepare=False)
         try:
-            cur = conn.execute(sql, prepare=prepare)  # type: ignore[arg-type]
+            cur = conn.execute(sql, prepare=prepare)
             while cur.nextset():
                 pass
             outcome = Outcome(None)
@@ -249,10 +250,8 @@ def run_psycopg(
             outcome = Outcome(
                 exc.sqlstate, exc.diag.message_primary or "", exc.diag.message_hint or ""
             )
-        try:
+        with contextlib.suppress(psycopg.Error):
             outcome.session_after = conn.execute(SESSION_PROBE, prepare=False).fetchone()
-        except psycopg.Error:
-            pass
     finally:
         conn.close()  # no context manager: its COMMIT would fail on a connection in COPY
     return outcome
