@@ -36,6 +36,10 @@ def conn_args(target: Target) -> list[str]:
     return ["-h", target.host, "-p", str(target.port), "-U", "postgres"]
 
 
+def _first_lines(text: str, n: int = 2) -> str:
+    return " | ".join(line.strip() for line in text.strip().splitlines()[:n])
+
+
 def _last_lines(text: str, n: int = 3) -> str:
     return " | ".join(line.strip() for line in text.strip().splitlines()[-n:])
 
@@ -90,7 +94,8 @@ def run_pgbench(spec: PgbenchSpec, bindir: Path, target: Target) -> Metrics:
     out = proc.stdout
     tx, lat, tps = _TX_RE.search(out), _LAT_RE.search(out), _TPS_RE.search(out)
     if proc.returncode != 0 or tx is None or lat is None or tps is None:
-        raise WorkloadError(f"pgbench exit {proc.returncode}: {_last_lines(proc.stderr + out)}")
+        why = _first_lines(proc.stderr) or _last_lines(out)
+        raise WorkloadError(f"pgbench exit {proc.returncode}: {why}")
     n = int(tx.group(1))
     if n == 0:
         raise WorkloadError("pgbench processed no transactions")
