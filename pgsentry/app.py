@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import ssl
 import sys
 
 from pgsentry import metrics
@@ -21,7 +22,7 @@ from pgsentry.holds import ApproversFileError, ApproverStore, HoldRegistry
 from pgsentry.policy import Policy, PolicyError, load_policy
 from pgsentry.policy.watch import PolicyWatcher
 from pgsentry.proxy.server import Proxy
-from pgsentry.proxy.tls import server_context, upstream_context
+from pgsentry.proxy.tls import certificate_der, server_context, upstream_context
 from pgsentry.proxy.upstream import UpstreamTarget
 from pgsentry.session.decider import PolicyHolder
 
@@ -80,21 +81,31 @@ async def serve(settings: Settings) -> int:
     )
 
     client_tls = None
+    client_cert_der = None
     if settings.tls_cert_file and settings.tls_key_file:
-        client_tls = server_context(settings.tls_cert_file, settings.tls_key_file)
+        try:
+            client_tls = server_context(settings.tls_cert_file, settings.tls_key_file)
+            client_cert_der = certificate_der(settings.tls_cert_file)
+        except (OSError, ValueError, ssl.SSLError) as exc:
+            raise StartupError(
+                f"invalid setting --tls-cert-file/--tls-key-file (PGSENTRY_TLS_CERT_FILE): {exc}"
+            ) from exc
     host, port = settings.upstream_address
+    try:
+        upstream_tls = upstream_context(settings.upstream_sslmode, settings.upstream_ssl_ca_file)
+    except (OSError, ValueError, ssl.SSLError) as exc:
+        raise StartupError(
+            f"invalid setting --upstream-ssl-ca-file (PGSENTRY_UPSTREAM_SSL_CA_FILE): {exc}"
+        ) from exc
     target = UpstreamTarget(
-        host,
-        port,
-        settings.upstream_sslmode,
-        upstream_context(settings.upstream_sslmode, settings.upstream_ssl_ca_file),
-        settings.connect_timeout_seconds,
+        host, port, settings.upstream_sslmode, upstream_tls, settings.connect_timeout_seconds
     )
     proxy = Proxy(
         upstream=target,
         policy=holder,
         audit=audit,
         client_tls=client_tls,
+        client_cert_der=client_cert_der,
         require_client_tls=settings.tls_require,
         holds=holds,
         approve_hint=hint,

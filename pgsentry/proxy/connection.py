@@ -213,6 +213,10 @@ class ClientConnection(asyncio.Protocol):
         proto = UpstreamProtocol(self)
         transport.set_protocol(proto)
         self.upstream = transport
+        if self.session is not None and upstream_tls and self.proxy.client_cert_der is not None:
+            ssl_object = writer.get_extra_info("ssl_object")
+            peer = ssl_object.getpeercert(binary_form=True) if ssl_object else None
+            self.session.channel_binding_ok = self.tls and peer == self.proxy.client_cert_der
         self._upstream_writer = writer  # a StreamWriter closes its transport when collected
         self.proxy.audit.emit(
             "connection_tls", session_id=self.session_id, client=self.tls, upstream=upstream_tls

@@ -40,6 +40,7 @@ class Proxy:
         policy: PolicyHolder,
         audit: AuditLog,
         client_tls: ssl.SSLContext | None = None,
+        client_cert_der: bytes | None = None,
         require_client_tls: bool = False,
         holds: HoldRegistry | None = None,
         approve_hint: str = "",
@@ -48,6 +49,7 @@ class Proxy:
         self.policy = policy
         self.audit = audit
         self.client_tls = client_tls
+        self.client_cert_der = client_cert_der
         self.require_client_tls = require_client_tls
         self.holds = holds
         self.approve_hint = approve_hint

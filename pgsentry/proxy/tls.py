@@ -31,3 +31,11 @@ def upstream_context(sslmode: str, ca_file: Path | None) -> ssl.SSLContext | Non
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
     return ctx
+
+
+def certificate_der(cert_file: Path) -> bytes:
+    """The first certificate of a PEM file, DER-encoded (what channel binding hashes)."""
+    pem = cert_file.read_text()
+    end = "-----END CERTIFICATE-----"
+    first = pem[: pem.index(end) + len(end)] + "\n"
+    return ssl.PEM_cert_to_DER_cert(first)

@@ -30,7 +30,7 @@ from pgsentry.wire import protocol as P
 from pgsentry.wire.startup import StartupMessage
 from pgsentry.wire.walker import Item, MessageWalker
 
-CLIENT_INSPECT = frozenset(b"QPBECSHXF")
+CLIENT_INSPECT = frozenset(b"QPBECSHXFp")
 SERVER_INSPECT = frozenset(b"RKSZCEvIs")
 _PENDING_LIMIT = 1 << 20  # forward an unsynced extended batch once it grows past this
 _OUTCOME_SQLSTATE = {"denied": E.INSUFFICIENT_PRIVILEGE, "cancelled": E.QUERY_CANCELED}
@@ -72,6 +72,10 @@ class Session:
     ) -> None:
         self.session_id = session_id
         self.client_tls = client_tls
+        # True when the client sees the upstream's own certificate, so SCRAM channel
+        # binding computed by the client matches what the server checks (set by the proxy).
+        self.channel_binding_ok = False
+        self._binding_mismatch = False
         self.decider = decider
         self.audit = audit
         self.proxy_key = proxy_key
@@ -188,6 +192,9 @@ class Session:
             elif t == P.F_FUNCTION_CALL:
                 self._flush_pending()
                 self._on_function_call(msg)
+            elif t == P.F_PASSWORD:
+                self._flush_pending()
+                self._on_password(msg)
             elif t == P.F_TERMINATE:
                 self._flush_pending()
                 self.to_server.append(msg)
@@ -560,12 +567,32 @@ class Session:
         """
         if len(msg) < 9:
             raise E.ProtocolError("Authentication message too short")
-        if P.INT32.unpack_from(msg, 5)[0] == P.AUTH_SASL and not self.client_tls:
-            mechanisms = P.sasl_mechanisms(msg[5:])
-            plain = [m for m in mechanisms if not m.endswith("-PLUS")]
-            if plain != mechanisms:
-                return P.authentication_sasl(plain)
+        if P.INT32.unpack_from(msg, 5)[0] != P.AUTH_SASL:
+            return msg
+        mechanisms = P.sasl_mechanisms(msg[5:])
+        plain = [m for m in mechanisms if not m.endswith("-PLUS")]
+        if plain == mechanisms:
+            return msg
+        if not self.client_tls:
+            return P.authentication_sasl(plain)
+        self._binding_mismatch = not self.channel_binding_ok
         return msg
+
+    def _on_password(self, msg: bytes) -> None:
+        """SASLInitialResponse et al. pass through, unless channel binding cannot match."""
+        if self._binding_mismatch and msg[5:].startswith(b"SCRAM-SHA-256-PLUS\0"):
+            self.to_client.append(
+                E.fatal(
+                    E.INVALID_AUTHORIZATION,
+                    "pgsentry: SCRAM channel binding cannot pass through pgsentry: the client "
+                    "would bind to pgsentry's certificate, not the database server's. Configure "
+                    "pgsentry with the server's certificate and key, or connect with "
+                    "channel_binding=disable.",
+                )
+            )
+            self.terminated = True
+            return
+        self.to_server.append(msg)
 
 
 # An Execute of a statement the proxy never saw parsed (it cannot run: the server

@@ -25,7 +25,9 @@ UPSTREAM_TLS = {"disable": False, "prefer": True, "require": True, "verify-full"
 def test_psql_sslmode_require_with_scram(
     pg: PgCluster, proxy_factory: ProxyFactory, certs: Certs
 ) -> None:
-    proxy = proxy_factory(tls=certs.pair)
+    """TLS on both legs: pgsentry presents the server's own certificate (the documented
+    design), so the channel binding psql computes matches what PostgreSQL checks."""
+    proxy = proxy_factory(tls=certs.upstream_pair)
     out = run_client(
         pg,
         "psql",
@@ -44,6 +46,21 @@ def test_psql_sslmode_require_with_scram(
     ).stdout.decode()
     assert "SSL connection" in out
     assert out.strip().splitlines()[-1] == "scram_user"
+
+
+def test_scram_channel_binding_with_another_certificate_fails_clearly(
+    pg: PgCluster, proxy_factory: ProxyFactory, certs: Certs
+) -> None:
+    """pgsentry's own certificate differs from the server's: a client that binds gets a
+    clear refusal naming the fix, and the same client with channel_binding=disable works."""
+    proxy = proxy_factory(tls=certs.pair, upstream_sslmode="require")
+    with pytest.raises(psycopg.OperationalError, match="channel_binding=disable"):
+        psycopg.connect(proxy.dsn("scram_user", "scram_pass", sslmode="require"))
+    with psycopg.connect(
+        proxy.dsn("scram_user", "scram_pass", sslmode="require", channel_binding="disable")
+    ) as conn:
+        assert conn.pgconn.ssl_in_use
+        assert conn.execute("select current_user").fetchone() == ("scram_user",)
 
 
 def test_psql_sslmode_verify_full_with_md5(
@@ -81,7 +98,7 @@ def test_tls_matrix(
     client_tls: bool,
 ) -> None:
     proxy = proxy_factory(
-        tls=certs.pair,
+        tls=certs.upstream_pair,  # the server's own certificate: channel binding matches
         upstream_sslmode=upstream_sslmode,
         upstream_ca=certs.ca if upstream_sslmode == "verify-full" else None,
     )
