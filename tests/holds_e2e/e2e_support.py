@@ -415,7 +415,7 @@ class HeldClient:
         """Execute `sql` in a background thread; the result is its command tag."""
 
         def run() -> str | None:
-            return self.conn.execute(sql).statusmessage  # type: ignore[call-overload]
+            return self.conn.execute(sql).statusmessage
 
         return Background(run)
 

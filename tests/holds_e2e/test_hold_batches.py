@@ -100,10 +100,10 @@ def test_psycopg_pipeline_batch_is_held_whole(stage: Stage, action: str) -> None
 
         def batch() -> str | None:
             with conn.pipeline():
-                conn.execute(f"INSERT INTO {log} VALUES (%s)", [1])  # type: ignore[call-overload]
-                cur = conn.execute(f"DROP TABLE {victim}")  # type: ignore[call-overload]
-                conn.execute(f"INSERT INTO {log} VALUES (%s)", [2])  # type: ignore[call-overload]
-            return cur.statusmessage  # type: ignore[no-any-return]
+                conn.execute(f"INSERT INTO {log} VALUES (%s)", [1])
+                cur = conn.execute(f"DROP TABLE {victim}")
+                conn.execute(f"INSERT INTO {log} VALUES (%s)", [2])
+            return cur.statusmessage
 
         job = Background(batch)
         hold_id = client.wait_hold_id()
