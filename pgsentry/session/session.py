@@ -251,6 +251,7 @@ class Session:
         sql = P.parse_query(msg[5:])
         verdict = self._judge(sql)
         if verdict.decision.action is Action.HOLD:
+            self._facts(verdict)  # the hold's notification carries them
             self.hold = HoldRequest(sql, verdict, "simple", msg)
             return
         self._send_query(msg, sql, verdict)
@@ -289,6 +290,7 @@ class Session:
         name, sql = P.parse_parse(msg[5:])
         verdict = self._judge(sql)
         if verdict.decision.action is Action.HOLD:
+            self._facts(verdict)  # the hold's notification carries them
             self.hold = HoldRequest(sql, verdict, "extended", msg)
             return
         self._send_parse(msg, name, sql, verdict)
