@@ -102,11 +102,11 @@ def test_pipeline_denied_statement_rolls_back_its_batch(
 
 def test_pipeline_control_same_shape_with_a_real_server_error(fixture_db: PgCluster) -> None:
     """The reference the previous test is held to: PostgreSQL itself, no proxy."""
-    with psycopg.connect(fixture_db.dsn(dbname=FIXTURE_DB), autocommit=True) as conn:
-        with pytest.raises(psycopg.errors.UndefinedTable), conn.pipeline():
-            conn.execute("INSERT INTO orders VALUES (7003, 1, 1)")
-            conn.execute("DROP TABLE no_such_table")
-            conn.execute("INSERT INTO orders VALUES (7004, 1, 1)")
+    conn = psycopg.connect(fixture_db.dsn(dbname=FIXTURE_DB), autocommit=True)
+    with conn, pytest.raises(psycopg.errors.UndefinedTable), conn.pipeline():
+        conn.execute("INSERT INTO orders VALUES (7003, 1, 1)")
+        conn.execute("DROP TABLE no_such_table")
+        conn.execute("INSERT INTO orders VALUES (7004, 1, 1)")
     assert _order_ids(fixture_db, 7003, 7004) == []
 
 
@@ -187,12 +187,14 @@ def test_denial_in_transaction_aborts_the_server_transaction(
         conn.execute("INSERT INTO orders VALUES (7021, 1, 1)", prepare=prepare)
         with pytest.raises(Denied):
             conn.execute("DROP TABLE accounts", prepare=prepare)
-        assert conn.info.transaction_status == TransactionStatus.INERROR
+        status: TransactionStatus = conn.info.transaction_status
+        assert status == TransactionStatus.INERROR
         # not only the client: the server's own transaction is aborted
-        assert _backend_state(fixture_db, pid[0]) == "idle in transaction (aborted)"
+        assert _backend_state(fixture_db, int(str(pid[0]))) == "idle in transaction (aborted)"
         cur = conn.execute("COMMIT", prepare=prepare)
         assert cur.statusmessage == "ROLLBACK"
-        assert conn.info.transaction_status == TransactionStatus.IDLE
+        status = conn.info.transaction_status
+        assert status == TransactionStatus.IDLE
         assert conn.execute("SELECT count(*) FROM accounts").fetchone() == (62,)
     assert _order_ids(fixture_db, 7021) == []
     _tables_intact(fixture_db)
