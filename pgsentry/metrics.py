@@ -17,7 +17,7 @@ process and platform collectors, as a standalone exporter would.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Protocol
 
 from prometheus_client import (
@@ -29,8 +29,10 @@ from prometheus_client import (
     Info,
     generate_latest,
 )
+from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.registry import Collector
 
 from pgsentry import __version__
 
@@ -56,13 +58,38 @@ CONNECTIONS_ACTIVE = Gauge(
     "Client connections currently open.",
     registry=REGISTRY,
 )
-STATEMENTS = Counter(
+
+
+class HotPathCounter(Collector):
+    """A labelled counter for the per-statement hot path: `inc()` is one dict update.
+
+    prometheus-client's Counter takes a lock per increment; this one is only ever
+    updated from the event loop thread and read (copied) at scrape time.
+    """
+
+    def __init__(self, name: str, documentation: str, labelnames: tuple[str, ...]) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.labelnames = labelnames
+        self.values: dict[tuple[str, ...], int] = {}
+
+    def inc(self, labels: tuple[str, ...]) -> None:
+        self.values[labels] = self.values.get(labels, 0) + 1
+
+    def collect(self) -> Iterable[Metric]:
+        family = CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)
+        for labels, value in list(self.values.items()):
+            family.add_metric(list(labels), value)
+        yield family
+
+
+STATEMENTS = HotPathCounter(
     "pgsentry_statements",
     "SQL texts (Query or Parse) decided, by decision (allow, deny, hold, shadow_deny, "
     "shadow_hold) and matching rule id (`none` when no rule matched).",
-    ["decision", "rule"],
-    registry=REGISTRY,
+    ("decision", "rule"),
 )
+REGISTRY.register(STATEMENTS)
 STATEMENT_DURATION = Histogram(
     "pgsentry_statement_duration_seconds",
     "Time from forwarding a statement upstream to its CommandComplete or ErrorResponse.",

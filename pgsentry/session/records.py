@@ -12,6 +12,7 @@ import time
 from collections import deque
 from typing import Any
 
+from pgsentry import metrics
 from pgsentry.policy.decision import Decision
 
 
@@ -69,14 +70,17 @@ class Record:
         return self
 
     def audit_fields(self) -> dict[str, object]:
-        """The audit "statement" record (built on the audit writer thread)."""
+        """The audit "statement" record (built on the audit writer thread, which also
+        feeds the statement duration histogram)."""
         d = self.decision
+        duration = self.finished - self.started
+        metrics.STATEMENT_DURATION.observe(duration)  # here: off the event loop
         out: dict[str, object] = {
             "session_id": self.session_id,
             "protocol": self.protocol,
             "text": self.text,
             "started_at": self.wall,
-            "duration_ms": round((self.finished - self.started) * 1000, 3),
+            "duration_ms": round(duration * 1000, 3),
             "command_tag": "; ".join(self.tags) if self.tags else None,
             "rows": self.rows,
             "sqlstate": self.sqlstate,

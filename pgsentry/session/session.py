@@ -600,18 +600,17 @@ class Session:
 # An Execute of a statement the proxy never saw parsed (it cannot run: the server
 # does not have it either, or it was prepared before a DISCARD the server reports).
 _UNKNOWN = ("", Verdict(Decision(Action.ALLOW, reason="statement judged at Parse"), None, None))
-_counters: dict[tuple[Action, Action | None, str | None], Any] = {}
+_labels: dict[tuple[Action, Action | None, str | None], tuple[str, str]] = {}
 
 
 def count_decision(d: Decision) -> None:
-    """pgsentry_statements_total{decision, rule}, with the labelled child cached."""
+    """pgsentry_statements_total{decision, rule}."""
     key = (d.action, d.would, d.rule)
-    child = _counters.get(key)
-    if child is None:
+    labels = _labels.get(key)
+    if labels is None:
         label = d.action.value if d.would is None else f"shadow_{d.would.value}"
-        child = metrics.STATEMENTS.labels(label, d.rule or metrics.NO_RULE)
-        _counters[key] = child
-    child.inc()
+        labels = _labels[key] = (label, d.rule or metrics.NO_RULE)
+    metrics.STATEMENTS.inc(labels)
 
 
 def _severity(decision: Decision) -> int:
