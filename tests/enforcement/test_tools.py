@@ -1,0 +1,180 @@
+"""Real tools pointed at production through pgsentry with the shipped policies: the incidents
+pgsentry exists for. `pg_restore --clean` of a dump, an Alembic downgrade that drops a
+table, `psql -c "DELETE FROM accounts"` (in test_semantics). Each is stopped and the
+database, compared directly on the cluster with `pg_dump`, is exactly as before.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from integration.helpers import client_env, run_client
+
+from pgsentry.devtools import PgCluster, ProxyProcess
+
+pytestmark = pytest.mark.timeout(120)
+
+PROD = "tools_prod"
+
+# Every table has a primary key, as production tables do.
+PROD_SCHEMA = """
+CREATE TABLE accounts (id int PRIMARY KEY, owner text NOT NULL, balance int);
+CREATE TABLE orders (id int PRIMARY KEY, account_id int REFERENCES accounts, total int);
+CREATE SCHEMA app;
+CREATE TABLE app.users (id int PRIMARY KEY, name text);
+CREATE VIEW app.big_accounts AS SELECT * FROM accounts WHERE balance > 1000;
+INSERT INTO accounts SELECT i, 'owner' || i, i * 10 FROM generate_series(1, 500) i;
+INSERT INTO orders SELECT i, 1 + i % 500, i FROM generate_series(1, 2000) i;
+INSERT INTO app.users SELECT i, 'user' || i FROM generate_series(1, 50) i;
+"""
+
+
+@pytest.fixture
+def prod_db(pg: PgCluster) -> PgCluster:
+    """A fresh production database per test: a failed test must not leak into the next."""
+    pg.psql(f"DROP DATABASE IF EXISTS {PROD} WITH (FORCE)")
+    pg.psql(f"CREATE DATABASE {PROD}")
+    pg.psql(PROD_SCHEMA, dbname=PROD)
+    return pg
+
+
+def _dump(pg: PgCluster, *extra: str) -> bytes:
+    """pg_dump directly from the cluster (never through the proxy)."""
+    args = ["-h", pg.host, "-p", str(pg.port), "-U", "postgres", "--no-sync", *extra, PROD]
+    return run_client(pg, "pg_dump", args).stdout
+
+
+def _plain(pg: PgCluster) -> str:
+    # pg_dump >= 15.14 writes a random \restrict key into every dump; it is not content.
+    lines = _dump(pg).decode().splitlines()
+    return "\n".join(x for x in lines if not x.startswith(("\\restrict", "\\unrestrict")))
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ["--single-transaction"],
+        ["--exit-on-error"],
+        [],  # pg_restore's default: carry on after errors
+    ],
+    ids=["single-transaction", "exit-on-error", "keep-going"],
+)
+def test_pg_restore_clean_is_stopped(
+    prod_db: PgCluster,
+    shipped_proxy: ProxyProcess,
+    tmp_path_factory: pytest.TempPathFactory,
+    flags: list[str],
+) -> None:
+    before = _plain(prod_db)
+    dump = tmp_path_factory.mktemp("dump") / "prod.dump"
+    dump.write_bytes(_dump(prod_db, "-Fc"))
+    via_proxy = ["-h", shipped_proxy.host, "-p", str(shipped_proxy.port), "-U", "postgres"]
+    proc = run_client(
+        prod_db,
+        "pg_restore",
+        [*via_proxy, "--clean", "--if-exists", *flags, "-d", PROD, str(dump)],
+        check=False,
+    )
+    err = proc.stderr.decode()
+    assert proc.returncode != 0, err
+    assert "pgsentry: statement denied by rule no-drop-table" in err
+    # pg_restore --clean first drops every constraint (ALTER TABLE ... DROP CONSTRAINT),
+    # then the tables: the denied DROP TABLE alone does not keep the database intact.
+    assert _plain(prod_db) == before
+
+
+ALEMBIC_ENV = """
+from alembic import context
+from sqlalchemy import create_engine
+
+url = context.config.get_main_option("sqlalchemy.url")
+with create_engine(url).connect() as connection:
+    context.configure(connection=connection, transactional_ddl=True)
+    with context.begin_transaction():
+        context.run_migrations()
+"""
+
+MIGRATION = '''
+"""create invoices"""
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0001"
+down_revision = None
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    invoices = op.create_table(
+        "invoices",
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("total", sa.Integer, nullable=False),
+    )
+    op.bulk_insert(invoices, [{"id": i, "total": i * 3} for i in range(1, 11)])
+
+
+def downgrade():
+    op.drop_table("invoices")
+'''
+
+
+def _alembic_project(root: Path) -> Path:
+    (root / "versions").mkdir(parents=True)
+    (root / "env.py").write_text(ALEMBIC_ENV)
+    (root / "versions" / "0001_create_invoices.py").write_text(MIGRATION)
+    return root
+
+
+def _alembic(root: Path, url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """The real alembic command line, in a subprocess, against `url`."""
+    ini = root / "alembic.ini"
+    ini.write_text(f"[alembic]\nscript_location = {root}\nsqlalchemy.url = {url}\n")
+    cmd = [sys.executable, "-m", "alembic", "-c", str(ini), "--raiseerr", *args]
+    return subprocess.run(
+        cmd, capture_output=True, text=True, env=client_env(), timeout=60, check=False
+    )
+
+
+def test_alembic_downgrade_that_drops_a_table_is_stopped(
+    prod_db: PgCluster, shipped_proxy: ProxyProcess, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    project = _alembic_project(tmp_path_factory.mktemp("alembic"))
+    direct = f"postgresql+psycopg://postgres@{prod_db.host}:{prod_db.port}/{PROD}"
+    proxied = f"postgresql+psycopg://postgres@{shipped_proxy.host}:{shipped_proxy.port}/{PROD}"
+    try:
+        up = _alembic(project, direct, "upgrade", "head")
+        assert up.returncode == 0, up.stderr
+        before = _plain(prod_db)
+        assert "CREATE TABLE public.invoices" in before
+
+        down = _alembic(project, proxied, "downgrade", "base")
+        assert down.returncode != 0, down.stdout + down.stderr
+        assert "InsufficientPrivilege" in down.stderr
+        assert "pgsentry: statement denied by rule no-drop-table" in down.stderr
+        # the table, its rows and alembic's own version row: all as before
+        assert _plain(prod_db) == before
+        version = prod_db.psql("SELECT version_num FROM alembic_version", dbname=PROD)
+        assert version.strip() == "0001"
+    finally:
+        prod_db.psql("DROP TABLE IF EXISTS invoices, alembic_version", dbname=PROD)
+
+
+def test_restore_into_an_empty_database_through_the_proxy_still_works(
+    prod_db: PgCluster, shipped_proxy: ProxyProcess, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """No false positive on the ordinary use of the same tool: a restore without --clean."""
+    prod_db.psql("DROP DATABASE IF EXISTS tools_copy WITH (FORCE)")
+    prod_db.psql("CREATE DATABASE tools_copy")
+    dump = tmp_path_factory.mktemp("dump") / "prod.dump"
+    dump.write_bytes(_dump(prod_db, "-Fc"))
+    via_proxy = ["-h", shipped_proxy.host, "-p", str(shipped_proxy.port), "-U", "postgres"]
+    run_client(
+        prod_db, "pg_restore", [*via_proxy, "--exit-on-error", "-d", "tools_copy", str(dump)]
+    )
+    count = prod_db.psql("SELECT count(*) FROM orders", dbname="tools_copy")
+    assert count.strip() == "2000"
+    prod_db.psql("DROP DATABASE tools_copy WITH (FORCE)")
