@@ -22,6 +22,7 @@ class Record:
     __slots__ = (
         "batch",
         "decision",
+        "effects",
         "facts",
         "finished",
         "hold_id",
@@ -60,6 +61,7 @@ class Record:
         self.rows: int | None = None
         self.sqlstate: str | None = None
         self.hold_id: str | None = None
+        self.effects: tuple[tuple[str, str], ...] = ()  # session effects, applied on success
         self.finished = 0.0
         self.session_id = ""
 

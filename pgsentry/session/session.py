@@ -32,6 +32,7 @@ from pgsentry.wire.walker import Item, MessageWalker
 
 CLIENT_INSPECT = frozenset(b"QPBECSHXFp")
 SERVER_INSPECT = frozenset(b"RKSZCEvIs")
+_MAX_BODIES = 8  # bodies remembered per SQL-level prepared name
 _PENDING_LIMIT = 1 << 20  # forward an unsynced extended batch once it grows past this
 _OUTCOME_SQLSTATE = {"denied": E.INSUFFICIENT_PRIVILEGE, "cancelled": E.QUERY_CANCELED}
 
@@ -100,7 +101,8 @@ class Session:
         self._inflight = InFlight()
         self._portals: dict[str, str] = {}  # portal -> statement name
         self._statements: dict[str, tuple[str, Verdict]] = {}  # name -> (SQL, its verdict)
-        self._sql_prepared: dict[str, str] = {}  # SQL-level PREPARE name -> PREPARE text
+        # SQL-level PREPARE name -> the PREPARE texts it may stand for (confirmed first)
+        self._sql_prepared: dict[str, list[str]] = {}
         self._markers: dict[bytes, tuple[int, bytes]] = {}  # marker -> (batch, ErrorResponse)
         self._marker_base = secrets.token_hex(6)
         self._marker_seq = 0
@@ -226,11 +228,37 @@ class Session:
         return verdict
 
     def _session_effects(self, sql: str, verdict: Verdict) -> Verdict:
-        """SQL-level PREPARE / EXECUTE / DEALLOCATE / DISCARD bookkeeping."""
+        """EXECUTE of an SQL-level prepared statement: judge its body again, now (who,
+        when and in which transaction may have changed since PREPARE)."""
         assert verdict.analysis is not None
         for effect, value in verdict.analysis.session_effects:
+            if effect != "execute":
+                continue
+            for body_sql in self._sql_prepared.get(value, ()):
+                body = self.decider.decide(body_sql, self.principal, self.scs)
+                if _severity(body.decision) > _severity(verdict.decision):
+                    verdict = body
+        return verdict
+
+    def _effects_sent(self, sql: str, effects: tuple[tuple[str, str], ...]) -> None:
+        """An allowed text with PREPARE went upstream: the server may now have the name.
+
+        Names map to every body they may have (a PREPARE the server rejects does not
+        replace the name), so an EXECUTE is judged against each of them.
+        """
+        for effect, value in effects:
             if effect == "prepare":
-                self._sql_prepared[value] = sql
+                bodies = self._sql_prepared.setdefault(value, [])
+                if sql not in bodies:
+                    if len(bodies) >= _MAX_BODIES:
+                        bodies.pop(1)  # keep the confirmed one (first) and the newest
+                    bodies.append(sql)
+
+    def _effects_confirmed(self, sql: str, effects: tuple[tuple[str, str], ...]) -> None:
+        """The text completed without error: the server applied its effects."""
+        for effect, value in effects:
+            if effect == "prepare":
+                self._sql_prepared[value] = [sql]
             elif effect == "deallocate":
                 if value == "*":
                     self._sql_prepared.clear()
@@ -240,12 +268,6 @@ class Session:
                 self._sql_prepared.clear()
                 if value == "all":
                     self._statements.clear()
-            elif effect == "execute" and value in self._sql_prepared:
-                # Judge the prepared body again now: who, when and in which transaction.
-                body = self.decider.decide(self._sql_prepared[value], self.principal, self.scs)
-                if _severity(body.decision) > _severity(verdict.decision):
-                    verdict = body
-        return verdict
 
     def _on_query(self, msg: bytes) -> None:
         sql = P.parse_query(msg[5:])
@@ -265,12 +287,20 @@ class Session:
         """Send a Query or FunctionCall (a batch of its own), or its refusal."""
         inflight = self._inflight
         facts = self._facts(verdict)
-        inflight.queue.append(Record(protocol, text, verdict.decision, facts, inflight.open_batch))
+        rec = Record(protocol, text, verdict.decision, facts, inflight.open_batch)
+        inflight.queue.append(rec)
         if refusal:
             self._refuse_simple(refusal)
         else:
             self.to_server.append(msg)
+            self._note_effects(rec, text, verdict)
         inflight.sent_batches += 1
+
+    def _note_effects(self, rec: Record, sql: str, verdict: Verdict) -> None:
+        analysis = verdict.analysis
+        if analysis is not None and analysis.session_effects:
+            rec.effects = analysis.session_effects
+            self._effects_sent(sql, rec.effects)
 
     def _on_function_call(self, msg: bytes) -> None:
         oid = P.parse_function_call_oid(msg[5:])
@@ -326,17 +356,17 @@ class Session:
         stmt = self._portals.get(portal, "")
         sql, verdict = self._statements.get(stmt, _UNKNOWN)
         inflight = self._inflight
-        inflight.queue.append(
-            Record(
-                "extended",
-                sql,
-                verdict.decision,
-                self._facts(verdict),
-                inflight.open_batch,
-                stmt,
-                portal,
-            )
+        rec = Record(
+            "extended",
+            sql,
+            verdict.decision,
+            self._facts(verdict),
+            inflight.open_batch,
+            stmt,
+            portal,
         )
+        inflight.queue.append(rec)
+        self._note_effects(rec, sql, verdict)
         self._queue(msg)
 
     @staticmethod
@@ -538,6 +568,8 @@ class Session:
         return msg
 
     def _emit(self, rec: Record) -> None:
+        if rec.effects and rec.sqlstate is None:
+            self._effects_confirmed(rec.text, rec.effects)
         self.audit.emit_deferred("statement", rec.finish(self.session_id))
         if rec.hold_id is not None:
             self.audit.emit(
