@@ -24,6 +24,9 @@ test: $(STAMP)
 	$(VENV)/bin/pytest -q
 
 bench: $(STAMP)
+	@command -v pgbouncer >/dev/null || [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null \
+		|| (apt-get update -qq && apt-get install -y -qq pgbouncer) \
+		|| echo "pgbouncer could not be installed: the benchmark runs without it"
 	$(PY) -m pgsentry.bench
 
 clean:
