@@ -7,18 +7,21 @@ Must not: start a proxy per corpus entry, or change anything through the proxy i
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
 from pgsentry.devtools import PgCluster, ProxyProcess
 from pgsentry.devtools.testkit import ProxyFactory
 
-from .support import SHIPPED_POLICIES, create_fixture_database
+from .support import SHIPPED_POLICIES, create_fixture_database, drop_fixture_databases
 
 
 @pytest.fixture(scope="module")
-def fixture_db(pg: PgCluster) -> PgCluster:
+def fixture_db(pg: PgCluster) -> Iterator[PgCluster]:
     create_fixture_database(pg)
-    return pg
+    yield pg
+    drop_fixture_databases(pg)
 
 
 @pytest.fixture(scope="module")

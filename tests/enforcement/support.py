@@ -111,6 +111,12 @@ def create_fixture_database(pg: PgCluster) -> None:
     reset_schema(pg)
 
 
+def drop_fixture_databases(pg: PgCluster) -> None:
+    with psycopg.connect(pg.dsn(), autocommit=True) as conn:
+        for db in (FIXTURE_DB, VICTIM_DB):
+            conn.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
+
+
 def reset_schema(pg: PgCluster) -> None:
     """Put back everything `snapshot` looks at (after a statement that changed it)."""
     with psycopg.connect(pg.dsn(), autocommit=True) as conn:
