@@ -30,6 +30,8 @@ from pgsentry.wire import protocol as P
 from pgsentry.wire.startup import StartupMessage
 from pgsentry.wire.walker import Item, MessageWalker
 
+_unpack_len = P.UINT32.unpack_from
+
 CLIENT_INSPECT = frozenset(b"QPBECSHXFp")
 SERVER_INSPECT = frozenset(b"RKSZCEvIs")
 _MAX_BODIES = 8  # bodies remembered per SQL-level prepared name
@@ -148,6 +150,18 @@ class Session:
     # ------------------------------------------------------------------ client -> server
     def client_data(self, data: bytes) -> None:
         self.bytes_from_client += len(data)
+        if (
+            data[:1] == b"Q"
+            and self.hold is None
+            and not self._skip_to_sync
+            and self._client.at_boundary
+            and len(data) > 5
+            and _unpack_len(data, 1)[0] == len(data) - 1
+        ):
+            # The common case: exactly one whole Query message (the walker's answer too).
+            self._flush_pending()
+            self._on_query(data)
+            return
         items = self._client.feed(data)
         if self.hold is not None:
             self._backlog.extend(items)
@@ -279,7 +293,19 @@ class Session:
         self._send_query(msg, sql, verdict)
 
     def _send_query(self, msg: bytes, sql: str, verdict: Verdict) -> None:
-        self._send_unit("simple", msg, sql, verdict, self._refusal_for(verdict))
+        decision = verdict.decision
+        if decision.action is not Action.ALLOW:
+            self._send_unit("simple", msg, sql, verdict, self._refusal(decision))
+            return
+        inflight = self._inflight  # the allowed Query, inlined: the hot path
+        facts = verdict.facts if verdict.facts is not None else self._facts(verdict)
+        rec = Record("simple", sql, decision, facts, inflight.sent_batches + 1)
+        inflight.queue.append(rec)
+        self.to_server.append(msg)
+        inflight.sent_batches += 1
+        analysis = verdict.analysis
+        if analysis is not None and analysis.session_effects:
+            self._note_effects(rec, sql, verdict)
 
     def _send_unit(
         self, protocol: str, msg: bytes, text: str, verdict: Verdict, refusal: bytes
@@ -466,6 +492,14 @@ class Session:
         self.bytes_from_server += len(data)
         walker = self._server
         aligned = walker.at_boundary
+        if aligned:
+            done = self._server_whole_messages(data)
+            if done == len(data):
+                self.to_client.append(data)
+                return
+            if done:
+                self.to_client.append(data[:done])
+                data = data[done:]
         items = walker.feed(data)
         replaced: dict[int, bytes] | None = None
         for i, item in enumerate(items):
@@ -517,6 +551,40 @@ class Session:
                 out.append(replaced[i] if replaced and i in replaced else item[1])
             else:
                 out.append(item)
+
+    def _server_whole_messages(self, data: bytes) -> int:
+        """Handle the whole messages at the start of `data` that need no rewriting.
+
+        Returns where it stopped: at the end, at an incomplete message (the walker then
+        takes over), or at a message that may be rewritten or is malformed.
+        """
+        n = len(data)
+        pos = 0
+        inflight = self._inflight
+        while pos + 5 <= n:
+            t = data[pos]
+            length = _unpack_len(data, pos + 1)[0]
+            end = pos + 1 + length
+            if end > n or length < 4 or t not in P.BACKEND_TYPES:
+                return pos
+            if t in SERVER_INSPECT:
+                if t == P.B_READY_FOR_QUERY:
+                    self._on_ready(data[pos:end])
+                elif t == P.B_COMMAND_COMPLETE:
+                    tag = P.parse_command_tag(data[pos + 5 : end])
+                    rec = inflight.add_tag(tag, P.rows_from_tag(tag))
+                    if rec is not None:
+                        self._emit(rec)
+                elif t == P.B_PARAMETER_STATUS:
+                    self._on_parameter_status(data[pos:end])
+                elif t == P.B_EMPTY_QUERY or t == P.B_PORTAL_SUSPENDED:
+                    rec = inflight.end_execute()
+                    if rec is not None:
+                        self._emit(rec)
+                else:
+                    return pos  # ErrorResponse, Authentication, BackendKeyData, ...
+            pos = end
+        return pos
 
     def _on_ready(self, msg: bytes) -> None:
         self.status = msg[5:6]
