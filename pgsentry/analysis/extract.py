@@ -394,11 +394,14 @@ _ALTER_CMD_KINDS = {
     "AT_DropColumn": K.ALTER_TABLE_DROP_COLUMN,
     "AT_DisableRowSecurity": K.ALTER_TABLE_DISABLE_RLS,
     "AT_NoForceRowSecurity": K.ALTER_TABLE_DISABLE_RLS,
+    "AT_DropConstraint": K.ALTER_TABLE_DROP_CONSTRAINT,
 }
 _ALTER_PRIORITY = (
     K.ALTER_TABLE_DISABLE_TRIGGER,
     K.ALTER_TABLE_DROP_COLUMN,
     K.ALTER_TABLE_DISABLE_RLS,
+    K.ALTER_TABLE_DROP_CONSTRAINT,
+    K.ALTER_TABLE_DROP_DEFAULT,
 )
 
 
@@ -408,7 +411,10 @@ def _r_alter_table(c: Collector, n: Node, origin: str, text: str, depth: int) ->
     cascade = False
     for cmd in n.get("cmds", []):
         at = cmd.get("AlterTableCmd", {})
-        sub = _ALTER_CMD_KINDS.get(at.get("subtype", ""))
+        subtype = at.get("subtype", "")
+        sub = _ALTER_CMD_KINDS.get(subtype)
+        if subtype == "AT_ColumnDefault" and at.get("def") is None:
+            sub = K.ALTER_TABLE_DROP_DEFAULT
         if sub:
             found.add(sub)
         cascade = cascade or at.get("behavior") == "DROP_CASCADE"

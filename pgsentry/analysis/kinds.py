@@ -51,6 +51,8 @@ ALTER_TABLE = "alter_table"
 ALTER_TABLE_DROP_COLUMN = "alter_table_drop_column"
 ALTER_TABLE_DISABLE_TRIGGER = "alter_table_disable_trigger"
 ALTER_TABLE_DISABLE_RLS = "alter_table_disable_rls"
+ALTER_TABLE_DROP_CONSTRAINT = "alter_table_drop_constraint"
+ALTER_TABLE_DROP_DEFAULT = "alter_table_drop_default"
 RENAME = "rename"
 ALTER_ROLE = "alter_role"
 ALTER_SYSTEM = "alter_system"
@@ -150,6 +152,8 @@ KINDS: dict[str, str] = {
     ALTER_TABLE_DROP_COLUMN: "ALTER TABLE ... DROP COLUMN",
     ALTER_TABLE_DISABLE_TRIGGER: "ALTER TABLE ... DISABLE TRIGGER (name / ALL / USER)",
     ALTER_TABLE_DISABLE_RLS: "ALTER TABLE ... DISABLE / NO FORCE ROW LEVEL SECURITY",
+    ALTER_TABLE_DROP_CONSTRAINT: "ALTER TABLE ... DROP CONSTRAINT (primary / foreign keys, checks)",
+    ALTER_TABLE_DROP_DEFAULT: "ALTER TABLE ... ALTER COLUMN ... DROP DEFAULT",
     RENAME: "ALTER ... RENAME (table, column, schema, ...)",
     ALTER_ROLE: "ALTER ROLE / ALTER USER (incl. ... SET parameter)",
     ALTER_SYSTEM: "ALTER SYSTEM: changes postgresql.auto.conf",
