@@ -28,7 +28,8 @@ DANGEROUS_KINDS = {
     "truncate", "drop_table", "drop_schema", "drop_database", "drop_owned", "drop_role",
     "drop_index", "drop_view", "drop_sequence", "drop_function", "drop_trigger",
     "drop_extension", "copy_from_program", "copy_to_program", "alter_table_disable_trigger",
-    "alter_table_drop_column", "create_rule", "alter_system",
+    "alter_table_drop_column", "alter_table_drop_constraint", "alter_table_drop_default",
+    "create_rule", "alter_system",
 }  # fmt: skip
 
 
