@@ -123,7 +123,13 @@ async def serve(settings: Settings) -> int:
         audit.emit("policy_reload", result="failure", error=str(exc))
         log.error("policy reload failed, keeping the running policy: %s", exc)
 
-    watcher = PolicyWatcher(settings.policies, policy, on_reload=on_reload, on_error=on_error)
+    watcher = PolicyWatcher(
+        settings.policies,
+        policy,
+        on_reload=on_reload,
+        on_error=on_error,
+        interval=settings.policy_watch_seconds or 1.0,
+    )
 
     listen_host, listen_port = settings.listen_address
     try:
@@ -139,7 +145,8 @@ async def serve(settings: Settings) -> int:
             raise StartupError(
                 f"invalid setting --admin-listen (PGSENTRY_ADMIN_LISTEN): {exc}"
             ) from exc
-    watcher.start()
+    if settings.policy_watch_seconds:
+        watcher.start()
     log.info(
         "pgsentry listening on %s, upstream %s, policy generation %d",
         settings.listen,

@@ -27,6 +27,7 @@ RUN_FLAGS: list[tuple[str, str]] = [
     ("--upstream-ssl-ca-file", "CA bundle to verify the upstream's certificate"),
     ("--connect-timeout-seconds", "upstream connect timeout (default 5)"),
     ("--shutdown-grace-seconds", "time statements in flight get on SIGTERM (default 30)"),
+    ("--policy-watch-seconds", "how often policy files are checked for changes; 0 = SIGHUP only"),
     ("--approvers-file", "approvers file (see `pgsentry approvers add`)"),
     ("--webhook-secret", "whsec_... secret used to sign webhook notifications"),
     ("--webhook-format", "json (Standard Webhooks) | slack"),

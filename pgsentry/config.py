@@ -65,6 +65,7 @@ class Settings(BaseSettings):
     upstream_ssl_ca_file: Path | None = None
     connect_timeout_seconds: float = Field(5.0, gt=0)
     shutdown_grace_seconds: float = Field(30.0, ge=0)
+    policy_watch_seconds: float = Field(1.0, ge=0)  # 0: reload on SIGHUP only
     approvers_file: Path | None = None
     webhook_urls: list[str] = Field(default_factory=list)
     webhook_secret: str | None = None
