@@ -405,7 +405,11 @@ def main(argv: list[str] | None = None) -> int:
         ("load average (1, 5, 15 min)", f"start {load_start}, end {_loadavg()}"),
         ("pgsentry code", _git_revision()),
         ("mode", mode),
-        ("rounds", f"{cfg.rounds}, interleaved direct, pgsentry, pgbouncer per workload row"),
+        (
+            "rounds",
+            f"{cfg.rounds}, interleaved per workload row: "
+            + ", ".join(t.name for t in targets if t.unavailable is None),
+        ),
         ("pgbench", f"scale {cfg.scale}, {per_run}, -j min(clients, nproc), -n, over TCP"),
         (
             "PostgreSQL settings",
