@@ -299,7 +299,8 @@ class Bench:
                 self._wait_backends_below(10)
                 try:
                     t.middle.start()
-                    runs.add(workloads.run_idle(t, self.cfg.idle_conns))
+                    settle = 0.3 if self.cfg.quick else 1.0
+                    runs.add(workloads.run_idle(t, self.cfg.idle_conns, settle))
                 except Exception as e:  # any failure is reported, never fatal
                     runs.errors.append(f"round {rnd + 1}: {type(e).__name__}: {e}")
                     log(f"  failed: {e}")
