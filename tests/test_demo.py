@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -127,10 +128,18 @@ def test_demo_end_to_end(demo: DemoRun, tmp_path: Path) -> None:
         assert conn.execute("SELECT count(*) FROM accounts").fetchone() == (4,)
 
     audit_log = tmp_dir / "audit.jsonl"
-    records = [json.loads(line) for line in audit_log.read_text().splitlines()]
-    decisions = {r["text"]: r["decision"] for r in records if r["event"] == "statement"}
-    assert decisions["DROP TABLE accounts"] == "deny"
-    assert decisions["SELECT owner FROM accounts ORDER BY id"] == "allow"
+
+    def decisions() -> dict[str, str]:
+        # The audit writer thread batches writes (every few ms): poll for the records.
+        records = [json.loads(line) for line in audit_log.read_text().splitlines()]
+        return {r["text"]: r["decision"] for r in records if r["event"] == "statement"}
+
+    deadline = time.monotonic() + 10
+    while "DROP TABLE accounts" not in decisions() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    seen = decisions()
+    assert seen["DROP TABLE accounts"] == "deny"
+    assert seen["SELECT owner FROM accounts ORDER BY id"] == "allow"
 
     demo.proc.send_signal(signal.SIGINT)
     assert demo.proc.wait(60) == 0
