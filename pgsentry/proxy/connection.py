@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 class UpstreamProtocol(asyncio.Protocol):
     """Receives the server's bytes and hands them to the client connection."""
 
+    __slots__ = ("conn",)
+
     def __init__(self, conn: ClientConnection) -> None:
         self.conn = conn
 
@@ -56,6 +58,26 @@ class UpstreamProtocol(asyncio.Protocol):
 
 class ClientConnection(asyncio.Protocol):
     """The client side of one proxied session."""
+
+    __slots__ = (
+        "_early",
+        "_hold_task",
+        "_paused_for_audit",
+        "_upstream_writer",
+        "client_addr",
+        "close_reason",
+        "closed",
+        "decoder",
+        "hold_id",
+        "proxy",
+        "session",
+        "session_id",
+        "shutting_down",
+        "started",
+        "tls",
+        "transport",
+        "upstream",
+    )
 
     def __init__(self, proxy: Proxy) -> None:
         self.proxy = proxy
