@@ -27,6 +27,7 @@ from pgsentry.session.decider import SessionDecider, Verdict, facts_summary
 from pgsentry.session.records import InFlight, Record
 from pgsentry.wire import errors as E
 from pgsentry.wire import protocol as P
+from pgsentry.wire.scan import scan, type_table
 from pgsentry.wire.startup import StartupMessage
 from pgsentry.wire.walker import Item, MessageWalker
 
@@ -34,6 +35,7 @@ _unpack_len = P.UINT32.unpack_from
 
 CLIENT_INSPECT = frozenset(b"QPBECSHXFp")
 SERVER_INSPECT = frozenset(b"RKSZCEvIs")
+_SERVER_TABLE = type_table(P.BACKEND_TYPES, SERVER_INSPECT)
 _MAX_BODIES = 8  # bodies remembered per SQL-level prepared name
 _PENDING_LIMIT = 1 << 20  # forward an unsynced extended batch once it grows past this
 _OUTCOME_SQLSTATE = {"denied": E.INSUFFICIENT_PRIVILEGE, "cancelled": E.QUERY_CANCELED}
@@ -600,30 +602,27 @@ class Session:
         n = len(data)
         pos = 0
         inflight = self._inflight
-        while pos + 5 <= n:
-            t = data[pos]
-            length = _unpack_len(data, pos + 1)[0]
+        while True:
+            pos, t, length = scan(data, pos, _SERVER_TABLE)
             end = pos + 1 + length
-            if end > n or length < 4 or t not in P.BACKEND_TYPES:
-                return pos
-            if t in SERVER_INSPECT:
-                if t == P.B_READY_FOR_QUERY:
-                    self._on_ready(data[pos:end])
-                elif t == P.B_COMMAND_COMPLETE:
-                    tag = P.parse_command_tag(data[pos + 5 : end])
-                    rec = inflight.add_tag(tag, P.rows_from_tag(tag))
-                    if rec is not None:
-                        self._emit(rec)
-                elif t == P.B_PARAMETER_STATUS:
-                    self._on_parameter_status(data[pos:end])
-                elif t == P.B_EMPTY_QUERY or t == P.B_PORTAL_SUSPENDED:
-                    rec = inflight.end_execute()
-                    if rec is not None:
-                        self._emit(rec)
-                else:
-                    return pos  # ErrorResponse, Authentication, BackendKeyData, ...
+            if t < 0 or end > n:
+                return pos  # incomplete or malformed: the walker takes over from here
+            if t == P.B_READY_FOR_QUERY:
+                self._on_ready(data[pos:end])
+            elif t == P.B_COMMAND_COMPLETE:
+                tag = P.parse_command_tag(data[pos + 5 : end])
+                rec = inflight.add_tag(tag, P.rows_from_tag(tag))
+                if rec is not None:
+                    self._emit(rec)
+            elif t == P.B_PARAMETER_STATUS:
+                self._on_parameter_status(data[pos:end])
+            elif t == P.B_EMPTY_QUERY or t == P.B_PORTAL_SUSPENDED:
+                rec = inflight.end_execute()
+                if rec is not None:
+                    self._emit(rec)
+            else:
+                return pos  # ErrorResponse, Authentication, BackendKeyData, invalid type...
             pos = end
-        return pos
 
     def _on_ready(self, msg: bytes) -> None:
         self.status = msg[5:6]

@@ -8,12 +8,8 @@ Sans-I/O; raises only `ProtocolError`.
 
 from __future__ import annotations
 
-import struct
-
 from pgsentry.wire.errors import ProtocolError
-
-_LEN = struct.Struct("!I")
-_unpack_len = _LEN.unpack_from
+from pgsentry.wire.scan import INVALID, scan, type_table
 
 #: PostgreSQL refuses messages over MaxAllocSize (1 GB) too.
 DEFAULT_MAX_MESSAGE = 1 << 30
@@ -30,7 +26,7 @@ class MessageWalker:
     5-byte header. Concatenating all items reproduces the input exactly.
     """
 
-    __slots__ = ("_inspect", "_max", "_partial", "_partial_need", "_skip", "_valid")
+    __slots__ = ("_max", "_partial", "_partial_need", "_skip", "_table")
 
     def __init__(
         self,
@@ -38,8 +34,7 @@ class MessageWalker:
         valid: frozenset[int],
         max_message: int = DEFAULT_MAX_MESSAGE,
     ) -> None:
-        self._inspect = inspect
-        self._valid = valid
+        self._table = type_table(valid, inspect)
         self._max = max_message
         self._skip = 0  # bytes still to pass through of a message being streamed
         self._partial: list[bytes] = []  # pieces of an incomplete header / inspected message
@@ -73,31 +68,28 @@ class MessageWalker:
                 self._partial = []
                 n = len(data)
         run_start = pos
-        inspect = self._inspect
-        valid = self._valid
-        while pos < n:
-            if n - pos < 5:
+        table = self._table
+        while True:
+            pos, t, length = scan(data, pos, table)
+            if t < 0:
+                if t == -2:
+                    raise ProtocolError(f"invalid message length {length}")
+                if length:  # a pass-through message continues past this chunk: stream it
+                    self._skip = pos + 1 + length - n
+                    pos = n
                 break
-            t = data[pos]
-            length = _unpack_len(data, pos + 1)[0]
-            if length < 4 or t not in valid:
-                raise ProtocolError(self._bad(t, length))
+            if table[t] == INVALID:
+                raise ProtocolError(f"invalid message type {t:#04x}")
+            if length > self._max:
+                raise ProtocolError(f"message of type {chr(t)!r} too large: {length} bytes")
             end = pos + 1 + length
-            if t in inspect:
-                if length > self._max:
-                    raise ProtocolError(f"message of type {chr(t)!r} too large: {length} bytes")
-                if end > n:
-                    self._partial_need = end - pos
-                    break
-                if pos > run_start:
-                    items.append(memoryview(data)[run_start:pos])
-                items.append((t, data[pos:end]))
-                run_start = end
-            elif end > n:
-                self._skip = end - n
-                pos = n
+            if end > n:
+                self._partial_need = end - pos
                 break
-            pos = end
+            if pos > run_start:
+                items.append(memoryview(data)[run_start:pos])
+            items.append((t, data[pos:end]))
+            run_start = pos = end
         if pos < n:  # an incomplete header (need = 0) or inspected message: keep it
             if pos > run_start:
                 items.append(memoryview(data)[run_start:pos])
@@ -110,11 +102,6 @@ class MessageWalker:
         elif run_start < n:
             items.append(memoryview(data)[run_start:])
         return items
-
-    def _bad(self, t: int, length: int) -> str:
-        if t not in self._valid:
-            return f"invalid message type {t:#04x}"
-        return f"invalid message length {length}"
 
     def _continue_message(self, data: bytes, items: list[Item]) -> int:
         """Add bytes to an incomplete inspected message; return where the rest starts, or -1."""
