@@ -121,7 +121,10 @@ def test_file_watcher_reloads_without_a_signal(
         assert not _truncate_allowed(conn)
         _write(policy_file, ALLOW_SCRATCH)
         reload_proxy.wait_until(lambda: _truncate_allowed(conn), timeout=10, what="watcher")
-    assert _reload_events(reload_proxy, "success")
+    # the audit writer batches its writes: wait for the record rather than race it
+    reload_proxy.wait_until(
+        lambda: _reload_events(reload_proxy, "success"), timeout=10, what="reload audited"
+    )
 
 
 @pytest.mark.parametrize(
