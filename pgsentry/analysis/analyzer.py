@@ -14,7 +14,15 @@ Owns the public entry point, the caches and the fast path. Never raises.
    or that hides a second statement, never matches a stored shape. Such shape-cacheable
    statements carry the normalized text (constants as $n, like pg_stat_statements) in
    `StatementFacts.text`, so the result is the same whether or not the shape was known.
-3. Full path: `extract.Run`.
+3. Lexical shapes, in front of (2): for texts made only of ASCII letters, digits, spaces,
+   tabs, newlines, `_ , . ( ) = < > * + - ;` and plain '...' strings (so no comments,
+   quoted identifiers, dollar quotes, escapes, `$n`, `?` or non-ASCII), a regular
+   expression finds the constant tokens, and replacing them with `?` gives a key that two
+   texts share only when they differ in constants alone (the same tokens otherwise, so the
+   same parse tree up to constant values; numbers that are not A_Const, such as typmods,
+   never change facts). A key is stored only for a text whose analysis went into the shape
+   cache, so a hit returns the Analysis (2) would, without parsing.
+4. Full path: `extract.Run`.
 
 Must not know who is asking; policy reloads do not touch these caches (facts do not
 depend on policy).
@@ -22,6 +30,7 @@ depend on policy).
 
 from __future__ import annotations
 
+import re
 from collections import OrderedDict
 from typing import TypeVar
 
@@ -42,6 +51,13 @@ _SHAPE_KINDS = frozenset({K.SELECT, K.INSERT, K.UPDATE, K.DELETE})
 _texts_on: OrderedDict[str, Analysis] = OrderedDict()
 _texts_off: OrderedDict[str, Analysis] = OrderedDict()
 _shapes: OrderedDict[str, Analysis] = OrderedDict()
+_lexical: OrderedDict[str, Analysis] = OrderedDict()
+
+# Texts in this alphabet lex the same under the regular expression below as under
+# PostgreSQL's scanner: no comments, quoted identifiers, dollar quotes, escapes, operators
+# that could start a comment, or parameter markers. A text outside it takes the parser.
+_LEXICAL_TEXT = re.compile(r"[A-Za-z0-9_ \t\n\r,.()=<>*+\-;']*", re.ASCII).fullmatch
+_CONSTANT = re.compile(r"'[^']*'|\b[0-9]+(?:\.[0-9]+)?\b", re.ASCII)
 
 
 def clear_cache() -> None:
@@ -49,6 +65,7 @@ def clear_cache() -> None:
     _texts_on.clear()
     _texts_off.clear()
     _shapes.clear()
+    _lexical.clear()
 
 
 def cache_sizes() -> tuple[int, int]:
@@ -64,6 +81,12 @@ def analyze(sql: str, *, standard_conforming_strings: bool = True) -> Analysis:
         return hit
     if len(sql) > MAX_CACHED_TEXT:
         return _full(sql, standard_conforming_strings, None)
+    lexical: str | None = None
+    if "--" not in sql and _LEXICAL_TEXT(sql):
+        lexical = _CONSTANT.sub("?", sql)
+        known = _lexical.get(lexical)
+        if known is not None:
+            return known  # literal variants of a known shape: not worth a text-cache slot
     shape: str | None = None
     if standard_conforming_strings or "\\" not in sql:
         try:
@@ -73,10 +96,15 @@ def analyze(sql: str, *, standard_conforming_strings: bool = True) -> Analysis:
         else:
             known = _shapes.get(shape)
             if known is not None and "\x00" not in sql:
-                _store(texts, sql, known, TEXT_CACHE_SIZE)
+                if lexical is not None:
+                    _store(_lexical, lexical, known, SHAPE_CACHE_SIZE)
+                else:
+                    _store(texts, sql, known, TEXT_CACHE_SIZE)
                 return known
     result = _full(sql, standard_conforming_strings, shape)
     _store(texts, sql, result, TEXT_CACHE_SIZE)
+    if lexical is not None and shape is not None and _shapes.get(shape) is result:
+        _store(_lexical, lexical, result, SHAPE_CACHE_SIZE)
     return result
 
 

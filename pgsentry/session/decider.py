@@ -93,15 +93,14 @@ class SessionDecider:
         shape = (id(analysis), who.in_transaction)
         known = self._by_analysis.get(shape)
         if known is not None and known[0] is analysis:
-            verdict = known[1]
-        else:
-            decision = policy.decide(analysis, who, datetime.now(UTC))
-            verdict = Verdict(decision, analysis, None)
-            if not decision.cacheable:
-                return verdict
-            if len(self._by_analysis) >= _CACHE_LIMIT:
-                self._by_analysis.clear()
-            self._by_analysis[shape] = (analysis, verdict)
+            return known[1]  # a literal variant of a known shape: no text-cache slot
+        decision = policy.decide(analysis, who, datetime.now(UTC))
+        verdict = Verdict(decision, analysis, None)
+        if not decision.cacheable:
+            return verdict
+        if len(self._by_analysis) >= _CACHE_LIMIT:
+            self._by_analysis.clear()
+        self._by_analysis[shape] = (analysis, verdict)
         if len(self._cache) >= _CACHE_LIMIT:
             self._cache.clear()
         self._cache[key] = verdict

@@ -165,3 +165,61 @@ def test_deeply_nested_expression_fails_closed() -> None:
     sql = "SELECT " + "(" * 5000 + "1" + ")" * 5000
     result = analyze(sql)
     assert result.parse_error is not None or result.statements
+
+
+def _corpus_texts() -> list[str]:
+    import pathlib
+
+    import yaml
+
+    root = pathlib.Path(__file__).parent.parent / "corpus"
+    out = []
+    for name in ("benign.yaml", "dangerous.yaml"):
+        for entry in yaml.safe_load((root / name).read_text()):
+            if analyzer._LEXICAL_TEXT(entry["sql"]) and "--" not in entry["sql"]:
+                out.append(entry["sql"])
+    return out
+
+
+CORPUS_LEXICAL = _corpus_texts()
+
+
+def _vary(sql: str, number: str, string: str) -> str:
+    return analyzer._CONSTANT.sub(lambda m: string if m.group(0).startswith("'") else number, sql)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from(CORPUS_LEXICAL),
+    st.sampled_from(["0", "1", "2", "42", "1.5", "007"]),
+    st.sampled_from(["''", "'x'", "'1=1'", "'session_replication_role'", "'a''b'", "'%'"]),
+    st.sampled_from(["3", "1"]),
+    st.sampled_from(["'y'", "'true'"]),
+)
+def test_lexical_shape_agrees_with_full_analysis(
+    sql: str, n1: str, s1: str, n2: str, s2: str
+) -> None:
+    """A literal variant of a corpus text served from the lexical shape cache has exactly
+    the facts a full analysis of that variant gives."""
+    clear_cache()
+    analyze(_vary(sql, n1, s1))  # warms the caches with one variant
+    other = _vary(sql, n2, s2)
+    got, want = analyze(other), full(other)
+    assert got.parse_error == want.parse_error, other  # type: ignore[attr-defined]
+    assert [_fields(s) | {"text": ""} for s in got.statements] == [
+        _fields(s) | {"text": ""}
+        for s in want.statements  # type: ignore[attr-defined]
+    ], other
+
+
+def test_lexical_key_only_for_the_plain_alphabet() -> None:
+    analyze("SELECT * FROM accounts WHERE id = 1")
+    assert analyzer._lexical  # the plain text was keyed
+    for odd in (
+        'SELECT * FROM "accounts" WHERE id = 2',
+        "SELECT * FROM accounts WHERE id = $1",
+        "SELECT * FROM accounts WHERE id = 2 -- ; DROP TABLE accounts",
+        "SELECT * FROM accounts WHERE id = 2 /* x */",
+        "SELECT * FROM accounts\u00a0WHERE id = 2",
+    ):
+        assert not analyzer._LEXICAL_TEXT(odd) or "--" in odd, odd
