@@ -250,6 +250,19 @@ class ClientConnection(asyncio.Protocol):
         for chunk in early:
             self.data_received(chunk)
         del reader
+        timeout = self.proxy.upstream.connect_timeout
+        asyncio.get_running_loop().call_later(timeout, self._check_upstream_answered, timeout)
+
+    def _check_upstream_answered(self, timeout: float) -> None:
+        """An upstream that accepted the connection but never answered the startup."""
+        session = self.session
+        if not self.closed and session is not None and session.bytes_from_server == 0:
+            metrics.UPSTREAM_CONNECT_FAILURES.inc()
+            self._fatal(
+                E.CONNECTION_FAILURE,
+                f"pgsentry: the upstream server did not answer within {timeout:g}s",
+                reason="upstream did not answer",
+            )
 
     # ------------------------------------------------------------------ data flow
     def server_data(self, data: bytes) -> None:

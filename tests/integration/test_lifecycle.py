@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -71,6 +72,31 @@ def test_upstream_down_gives_prompt_error(proxy_factory: ProxyFactory) -> None:
         psycopg.connect(proxy.dsn(), connect_timeout=20)
     assert "timeout" not in str(err.value).lower()
     assert proxy.is_alive
+
+
+def test_upstream_that_never_answers_gives_prompt_error(proxy_factory: ProxyFactory) -> None:
+    """A listener that accepts TCP connections and never says a word (a hung server)."""
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)
+    try:
+        port = silent.getsockname()[1]
+        proxy = proxy_factory(
+            upstream=f"postgresql://127.0.0.1:{port}",
+            upstream_sslmode="disable",
+            extra_args=["--connect-timeout-seconds", "1"],
+            require_ready=False,
+        )
+        with RawConn(proxy.host, proxy.port, timeout=20) as conn:
+            conn.send(startup_message())
+            msgs = conn.read_to_close()
+        errors = [m for m in msgs if m.kind == b"E"]
+        assert len(errors) == 1, msgs
+        assert errors[0].sqlstate == "08006", errors[0].fields
+        assert "did not answer" in errors[0].fields["M"]
+        assert proxy.is_alive
+    finally:
+        silent.close()
 
 
 async def test_upstream_down_asyncpg_sees_sqlstate(proxy_factory: ProxyFactory) -> None:
