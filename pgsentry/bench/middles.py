@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from pgsentry.devtools.pgcluster import free_tcp_port
+from pgsentry.devtools.pgcluster import PgClusterError, free_tcp_port, server_os_user
 from pgsentry.devtools.proxyproc import ProxyProcess, ProxyStartError
 
 HOST = "127.0.0.1"
@@ -119,15 +119,11 @@ class PgSentry:
 
 
 def unprivileged_user() -> pwd.struct_passwd | None:
-    """The OS user for programs that refuse root (same choice as PgCluster); None if not root."""
-    if os.geteuid() != 0:
-        return None
-    for name in ("postgres", "nobody"):
-        try:
-            return pwd.getpwnam(name)
-        except KeyError:
-            continue
-    raise MiddleError("running as root but neither OS user 'postgres' nor 'nobody' exists")
+    """The OS user for programs that refuse root (the one PgCluster runs PostgreSQL as)."""
+    try:
+        return server_os_user()
+    except PgClusterError as exc:
+        raise MiddleError(str(exc)) from exc
 
 
 def pgbouncer_binary() -> str | None:

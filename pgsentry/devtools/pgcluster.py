@@ -95,8 +95,9 @@ def free_tcp_port(host: str = "127.0.0.1") -> int:
         return port
 
 
-def _server_os_user() -> pwd.struct_passwd | None:
-    """The OS user to run the server as: None when not root."""
+def server_os_user() -> pwd.struct_passwd | None:
+    """The OS user to run programs that refuse root (PostgreSQL, pgbouncer) as: None when
+    not root."""
     if os.geteuid() != 0:
         return None
     for name in ("postgres", "nobody"):
@@ -152,7 +153,7 @@ class PgCluster:
         self.datadir = self.workdir / "data"
         self.socket_dir = self.workdir / "sock"
         self.log_path = self.workdir / "postgres.log"
-        self._os_user = _server_os_user()
+        self._os_user = server_os_user()
         self._started = False
         atexit.register(_stop_at_exit, weakref.ref(self))
 
