@@ -22,8 +22,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from types import FrameType
 
@@ -35,6 +33,7 @@ from pgsentry.devtools.pgcluster import (
     PgClusterError,
     free_tcp_port,
 )
+from pgsentry.devtools.proxyproc import readyz
 
 HOST = "127.0.0.1"
 DEFAULT_PORT = 6432
@@ -174,14 +173,7 @@ class Demo:
             time.sleep(0.1)
 
     def ready(self) -> bool:
-        url = f"http://{HOST}:{self.admin_port}/readyz"
-        try:
-            with urllib.request.urlopen(url, timeout=2) as resp:
-                return bool(resp.status == 200)
-        except urllib.error.HTTPError:
-            return False
-        except OSError:
-            return False
+        return bool(readyz(HOST, self.admin_port))
 
     def wait(self) -> int:
         assert self.proxy is not None

@@ -30,6 +30,18 @@ from pgsentry.devtools.pgcluster import free_tcp_port
 free_port = free_tcp_port
 
 
+def readyz(host: str, admin_port: int) -> bool | None:
+    """GET /readyz of a pgsentry admin listener: True (200), False (another status), or
+    None when nothing answers HTTP there."""
+    try:
+        with urllib.request.urlopen(f"http://{host}:{admin_port}/readyz", timeout=2) as resp:
+            return bool(resp.status == 200)
+    except urllib.error.HTTPError:
+        return False
+    except OSError:
+        return None
+
+
 class ProxyStartError(RuntimeError):
     """The proxy exited or never became ready; the message carries its stderr."""
 
@@ -141,17 +153,11 @@ class ProxyProcess:
         return self
 
     def _ready(self) -> bool:
-        url = f"http://{self.host}:{self.admin_port}/readyz"
-        try:
-            with urllib.request.urlopen(url, timeout=2) as resp:
-                return bool(resp.status == 200)
-        except urllib.error.HTTPError:
-            return False
-        except OSError:
-            # No admin server (yet): fall back to the proxy port accepting connections.
-            return not _tcp_accepts(self.host, self.admin_port) and _tcp_accepts(
-                self.host, self.port
-            )
+        answer = readyz(self.host, self.admin_port)
+        if answer is not None:
+            return answer
+        # No admin server (yet): fall back to the proxy port accepting connections.
+        return not _tcp_accepts(self.host, self.admin_port) and _tcp_accepts(self.host, self.port)
 
     @property
     def pid(self) -> int:

@@ -628,14 +628,7 @@ class Session:
         self.status = msg[5:6]
         if self.phase is Phase.AUTHENTICATING:
             self.phase = Phase.READY
-            self.audit.emit(
-                "connection_auth",
-                session_id=self.session_id,
-                user=self.user,
-                database=self.database,
-                application_name=self.application_name,
-                outcome="ok",
-            )
+            self._audit_auth("ok")
             return
         inflight = self._inflight
         for rec in inflight.ready():
@@ -645,6 +638,17 @@ class Session:
             for marker, (batch, _) in list(self._markers.items()):
                 if batch <= done:
                     del self._markers[marker]
+
+    def _audit_auth(self, outcome: str, **extra: object) -> None:
+        self.audit.emit(
+            "connection_auth",
+            session_id=self.session_id,
+            user=self.user,
+            database=self.database,
+            application_name=self.application_name,
+            outcome=outcome,
+            **extra,
+        )
 
     def _on_error(self, msg: bytes) -> bytes:
         for marker, (_, refusal) in self._markers.items():
@@ -657,16 +661,7 @@ class Session:
         if fields.get("V", fields.get("S")) in ("FATAL", "PANIC"):
             self.server_fatal = True
         if self.phase is Phase.AUTHENTICATING:
-            self.audit.emit(
-                "connection_auth",
-                session_id=self.session_id,
-                user=self.user,
-                database=self.database,
-                application_name=self.application_name,
-                outcome="failed",
-                sqlstate=sqlstate,
-                message=fields.get("M"),
-            )
+            self._audit_auth("failed", sqlstate=sqlstate, message=fields.get("M"))
             return msg
         rec = self._inflight.error(sqlstate)
         if rec is not None:
