@@ -17,8 +17,9 @@ process and platform collectors, as a standalone exporter would.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Callable, Iterable
-from typing import Protocol
+from typing import Protocol, cast
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -29,10 +30,11 @@ from prometheus_client import (
     Info,
     generate_latest,
 )
-from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from pgsentry import __version__
 
@@ -90,12 +92,50 @@ STATEMENTS = HotPathCounter(
     ("decision", "rule"),
 )
 REGISTRY.register(STATEMENTS)
-STATEMENT_DURATION = Histogram(
+
+
+_go_float = cast(Callable[[float], str], floatToGoString)  # the `le` label format (untyped)
+
+
+class HotPathHistogram(Collector):
+    """An unlabelled histogram for the per-statement hot path: `observe()` is one bisect and
+    two additions (prometheus-client's Histogram walks its buckets under a lock).
+
+    Only ever updated from the event loop thread; exported at scrape time with
+    prometheus-client's own HistogramMetricFamily (cumulative buckets, `+Inf`, sum, count).
+    """
+
+    def __init__(self, name: str, documentation: str, buckets: tuple[float, ...]) -> None:
+        if list(buckets) != sorted(set(buckets)):
+            raise ValueError("buckets must be strictly increasing")
+        self.name = name
+        self.documentation = documentation
+        self.bounds = buckets
+        self.counts = [0] * (len(buckets) + 1)  # the last one is +Inf
+        self.sum = 0.0
+
+    def observe(self, amount: float) -> None:
+        self.counts[bisect_left(self.bounds, amount)] += 1
+        self.sum += amount
+
+    def collect(self) -> Iterable[Metric]:
+        counts, total = list(self.counts), self.sum
+        cumulative: list[tuple[str, float]] = []
+        running = 0
+        for bound, count in zip((*self.bounds, float("inf")), counts, strict=True):
+            running += count
+            cumulative.append((_go_float(bound), running))
+        yield HistogramMetricFamily(
+            self.name, self.documentation, buckets=cumulative, sum_value=total
+        )
+
+
+STATEMENT_DURATION = HotPathHistogram(
     "pgsentry_statement_duration_seconds",
     "Time from forwarding a statement upstream to its CommandComplete or ErrorResponse.",
     buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0, 300.0),
-    registry=REGISTRY,
 )
+REGISTRY.register(STATEMENT_DURATION)
 PROTOCOL_ERRORS = Counter(
     "pgsentry_protocol_errors",
     "Malformed protocol input that ended a connection, by side (client, server).",

@@ -13,14 +13,13 @@ Usage::
 """
 
 from pgsentry.audit import events
+from pgsentry.audit.encode import format_ts, members, serialize, statement_line
 from pgsentry.audit.log import (
     DEFAULT_HIGH_WATER,
     AuditLog,
     AuditLogClosedError,
     MemoryAuditLog,
-    format_ts,
     open_audit_log,
-    serialize,
 )
 from pgsentry.audit.sinks import FileSink, MemorySink, Sink, StreamSink
 
@@ -35,6 +34,8 @@ __all__ = [
     "StreamSink",
     "events",
     "format_ts",
+    "members",
     "open_audit_log",
     "serialize",
+    "statement_line",
 ]

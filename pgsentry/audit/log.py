@@ -2,8 +2,11 @@
 
 Owns: AuditLog (queue + writer thread + backpressure signal), MemoryAuditLog (the same machinery
 writing to memory, for tests) and open_audit_log() (path -> log).
-Must not: block the event loop or drop a record. emit() only appends a tuple to a deque; the
-timestamp formatting, JSON serialization and every write happen on the writer thread.
+Must not: block the event loop or drop a record. emit() serializes the record (encode.py, a few
+microseconds with orjson) and appends the line to a deque; every write happens on the writer
+thread, which holds the GIL only to join a batch and releases it for the system call. (Serializing
+on the writer thread instead was measured slower: the thread shares the GIL, so it saved the
+event loop no CPU and added GIL hand-offs.)
 
 Backpressure, the documented choice: the queue is unbounded, so emit() never blocks and never
 drops. When the sink is slower than the traffic, ``backlog`` grows past ``high_water`` and
@@ -19,11 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import base64
 import contextlib
-import dataclasses
-import datetime as dt
-import enum
 import json
 import logging
 import sys
@@ -32,11 +31,19 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterable
-from typing import Any, Protocol
+from typing import Any
 
-import orjson
-
+from pgsentry.audit.encode import format_ts, serialize
 from pgsentry.audit.sinks import FileSink, MemorySink, Sink, StreamSink
+
+__all__ = [
+    "DEFAULT_HIGH_WATER",
+    "AuditLog",
+    "AuditLogClosedError",
+    "MemoryAuditLog",
+    "format_ts",
+    "open_audit_log",
+]
 
 log = logging.getLogger(__name__)
 
@@ -46,81 +53,9 @@ WRITER_INTERVAL = 0.02  # seconds: how stale the audit file may be under light t
 CLOSE_RETRY_SECONDS = 10.0
 _MAX_BACKOFF = 5.0
 
-_Record = tuple[float, str, "dict[str, object] | DeferredFields"]
-
 
 class AuditLogClosedError(RuntimeError):
     """emit() after close(): close the audit log only after every emitter has stopped."""
-
-
-_ts_cache: tuple[int, str] = (-1, "")
-
-
-def format_ts(ts: float) -> str:
-    """RFC 3339 UTC with microseconds, e.g. ``2024-05-01T12:00:00.123456Z`` (``time.time()`` in)."""
-    global _ts_cache
-    micros = round(ts * 1_000_000)
-    seconds, fraction = divmod(micros, 1_000_000)
-    cached_seconds, prefix = _ts_cache
-    if seconds != cached_seconds:
-        prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
-        _ts_cache = (seconds, prefix)
-    return f"{prefix}.{fraction:06d}Z"
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, dt.datetime | dt.date | dt.time):
-        return value.isoformat()
-    if isinstance(value, enum.Enum):
-        return value.value
-    if isinstance(value, bytes | bytearray | memoryview):
-        return base64.b64encode(bytes(value)).decode("ascii")
-    if isinstance(value, set | frozenset | tuple):
-        return sorted(value, key=str) if isinstance(value, set | frozenset) else list(value)
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return dataclasses.asdict(value)
-    model_dump = getattr(value, "model_dump", None)
-    if callable(model_dump):
-        return model_dump(mode="json")
-    return str(value)
-
-
-# orjson encodes a typical record several times faster than the stdlib (the writer thread
-# shares the GIL with the event loop, so this is proxy CPU per statement); records it refuses
-# (lone surrogates from undecodable SQL text, exotic values) go through the stdlib encoder.
-_ORJSON_OPTIONS = orjson.OPT_APPEND_NEWLINE | orjson.OPT_PASSTHROUGH_DATACLASS
-
-_encode = json.JSONEncoder(
-    ensure_ascii=False, separators=(",", ":"), default=_json_default, check_circular=True
-).encode
-
-
-class DeferredFields(Protocol):
-    """A record whose fields are built on the writer thread, not on the event loop."""
-
-    def audit_fields(self) -> dict[str, object]: ...
-
-
-def serialize(ts: float, event: str, fields: dict[str, object] | DeferredFields) -> bytes:
-    """One record as one JSON line (with the newline); never raises on odd field values."""
-    stamp = format_ts(ts)
-    if not isinstance(fields, dict):
-        fields = fields.audit_fields()
-    record: dict[str, object] = {"ts": stamp, "event": event, **fields}
-    if "ts" in fields or "event" in fields:
-        record["ts"] = stamp
-        record["event"] = event
-    try:
-        return orjson.dumps(record, default=_json_default, option=_ORJSON_OPTIONS)
-    except Exception:
-        pass
-    try:
-        text = _encode(record)
-    except Exception as exc:  # a field's own __str__/model_dump may raise anything
-        text = _encode({"ts": stamp, "event": event, "unserializable": repr(fields)[:10_000]})
-        log.error("audit record for %s was not serializable: %s", event, exc)
-    # Lone surrogates (SQL text decoded with surrogateescape) become valid \\udcXX JSON escapes.
-    return text.encode("utf-8", "backslashreplace") + b"\n"
 
 
 class AuditLog:
@@ -145,7 +80,7 @@ class AuditLog:
             raise ValueError("low_water must be between 0 and high_water")
         self._sink = sink
         self._batch_size = batch_size
-        self._queue: deque[_Record | threading.Event] = deque()
+        self._queue: deque[bytes | threading.Event] = deque()
         self._append = self._queue.append
         self._inflight = 0
         self._wake = threading.Event()
@@ -166,21 +101,16 @@ class AuditLog:
     # -- event-loop side -------------------------------------------------------------------
 
     def emit(self, event: str, /, **fields: object) -> None:
-        """Queue one record; O(1), never blocks, never drops. Do not mutate field values after."""
+        """Serialize one record now and queue it; never blocks, never drops."""
+        self.emit_line(serialize(time.time(), event, fields))
+
+    def emit_line(self, line: bytes) -> None:
+        """Queue one record already serialized as one JSON line (see `encode.statement_line`)."""
         if self._closing:
-            raise AuditLogClosedError(f"audit log closed; cannot emit {event!r}")
-        self._append((time.time(), event, fields))
+            raise AuditLogClosedError("audit log closed; cannot emit a record")
+        self._append(line)
         # The writer polls every WRITER_INTERVAL; waking it for every record would hand
         # the GIL back and forth on each statement. Wake it early only for a big batch.
-        if len(self._queue) >= self._batch_size and not self._wake.is_set():
-            self._wake.set()
-
-    def emit_deferred(self, event: str, record: DeferredFields) -> None:
-        """Like emit(), but `record.audit_fields()` runs on the writer thread (hot path).
-        The record must not change after this call."""
-        if self._closing:
-            raise AuditLogClosedError(f"audit log closed; cannot emit {event!r}")
-        self._append((time.time(), event, record))
         if len(self._queue) >= self._batch_size and not self._wake.is_set():
             self._wake.set()
 
@@ -239,9 +169,9 @@ class AuditLog:
             self._thread.join()
         if not already:
             # Records appended by an emit() that raced with close() are written here.
-            leftovers = [item for item in self._queue if not isinstance(item, threading.Event)]
+            leftovers = [item for item in self._queue if isinstance(item, bytes)]
             if leftovers:
-                self._write(b"".join(serialize(*item) for item in leftovers), len(leftovers))
+                self._write(b"".join(leftovers), len(leftovers))
             for item in self._queue:
                 if isinstance(item, threading.Event):
                     item.set()
@@ -284,7 +214,7 @@ class AuditLog:
                     marker = item
                     break
                 self._inflight += 1
-                batch.append(serialize(*item))
+                batch.append(item)
             if batch:
                 self._write(b"".join(batch), len(batch))
             self._inflight = 0

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from pgsentry.analysis.facts import Analysis, StatementFacts
+from pgsentry.audit.encode import members
 from pgsentry.policy.decision import Decision, Principal
 
 _CACHE_LIMIT = 512
@@ -63,6 +64,31 @@ class Verdict:
     decision: Decision
     analysis: Analysis | None
     facts: list[dict[str, Any]] | None
+    # The "statement" audit members that follow from the verdict (built once, then reused
+    # by every statement of this shape in the session): see `audit_tail`.
+    audit_tail: bytes | None = None
+
+
+def verdict_facts(verdict: Verdict) -> list[dict[str, Any]] | None:
+    """The verdict's facts for the audit log (summarised once, then kept)."""
+    if verdict.facts is None and verdict.analysis is not None:
+        verdict.facts = facts_summary(verdict.analysis)
+    return verdict.facts
+
+
+def audit_tail(verdict: Verdict) -> bytes:
+    """``,"decision":..,"rule":..[,"would":..][,"facts":[..]]`` for `encode.statement_line`."""
+    tail = verdict.audit_tail
+    if tail is None:
+        d = verdict.decision
+        fields: dict[str, object] = {"decision": d.action.value, "rule": d.rule}
+        if d.would is not None:
+            fields["would"] = d.would.value
+        facts = verdict_facts(verdict)
+        if facts is not None:
+            fields["facts"] = facts
+        tail = verdict.audit_tail = b"," + members(**fields)
+    return tail
 
 
 class SessionDecider:

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from typing import Any
 
 from pgsentry import metrics
-from pgsentry.policy.decision import Decision
+from pgsentry.audit.encode import members, statement_line
+from pgsentry.session.decider import Verdict, audit_tail
 
 
 class Record:
@@ -21,20 +21,17 @@ class Record:
 
     __slots__ = (
         "batch",
-        "decision",
         "effects",
-        "facts",
-        "finished",
         "hold_id",
         "portal",
         "protocol",
         "rows",
-        "session_id",
         "sqlstate",
         "started",
         "statement_name",
         "tags",
         "text",
+        "verdict",
         "wall",
     )
 
@@ -42,16 +39,14 @@ class Record:
         self,
         protocol: str,
         text: str,
-        decision: Decision,
-        facts: list[dict[str, Any]] | None,
+        verdict: Verdict,
         batch: int,
         statement_name: str | None = None,
         portal: str | None = None,
     ) -> None:
         self.protocol = protocol
         self.text = text
-        self.decision = decision
-        self.facts = facts
+        self.verdict = verdict
         self.batch = batch
         self.statement_name = statement_name
         self.portal = portal
@@ -62,43 +57,38 @@ class Record:
         self.sqlstate: str | None = None
         self.hold_id: str | None = None
         self.effects: tuple[tuple[str, str], ...] = ()  # session effects, applied on success
-        self.finished = 0.0
-        self.session_id = ""
 
-    def finish(self, session_id: str) -> Record:
-        """Stamp the end time; the record is then handed to the audit writer as it is."""
-        self.finished = time.perf_counter()
-        self.session_id = session_id
-        return self
+    def audit_line(self, head: bytes) -> bytes:
+        """The finished statement's audit record (and its duration in the histogram).
 
-    def audit_fields(self) -> dict[str, object]:
-        """The audit "statement" record (built on the audit writer thread, which also
-        feeds the statement duration histogram)."""
-        d = self.decision
-        duration = self.finished - self.started
-        metrics.STATEMENT_DURATION.observe(duration)  # here: off the event loop
-        out: dict[str, object] = {
-            "session_id": self.session_id,
-            "protocol": self.protocol,
-            "text": self.text,
-            "started_at": self.wall,
-            "duration_ms": round(duration * 1000, 3),
-            "command_tag": "; ".join(self.tags) if self.tags else None,
-            "rows": self.rows,
-            "sqlstate": self.sqlstate,
-            "decision": d.action.value,
-            "rule": d.rule,
-        }
+        `head`: the session's ``session_id`` and ``protocol`` members (see `encode.members`).
+        """
+        duration = time.perf_counter() - self.started
+        metrics.STATEMENT_DURATION.observe(duration)
+        tail = audit_tail(self.verdict)
+        if self.statement_name is not None or self.hold_id is not None:
+            tail = self._extra_members(tail)
+        tags = self.tags
+        return statement_line(
+            self.wall,
+            duration,
+            head,
+            self.text,
+            None if not tags else tags[0] if len(tags) == 1 else "; ".join(tags),
+            self.rows,
+            self.sqlstate,
+            tail,
+        )
+
+    def _extra_members(self, tail: bytes) -> bytes:
+        before: dict[str, object] = {}
         if self.statement_name is not None:
-            out["statement_name"] = self.statement_name
+            before["statement_name"] = self.statement_name
         if self.portal is not None:
-            out["portal"] = self.portal
-        if d.would is not None:
-            out["would"] = d.would.value
-        if self.facts is not None:
-            out["facts"] = self.facts
+            before["portal"] = self.portal
+        out = b"," + members(**before) + tail if before else tail
         if self.hold_id is not None:
-            out["hold_id"] = self.hold_id
+            out += b"," + members(hold_id=self.hold_id)
         return out
 
 

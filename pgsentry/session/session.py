@@ -21,9 +21,9 @@ from enum import Enum
 from typing import Any, Protocol
 
 from pgsentry import metrics
-from pgsentry.audit.log import DeferredFields
+from pgsentry.audit.encode import members
 from pgsentry.policy.decision import Action, Decision, Principal
-from pgsentry.session.decider import SessionDecider, Verdict, facts_summary
+from pgsentry.session.decider import SessionDecider, Verdict, verdict_facts
 from pgsentry.session.records import InFlight, Record
 from pgsentry.wire import errors as E
 from pgsentry.wire import protocol as P
@@ -44,7 +44,7 @@ _OUTCOME_SQLSTATE = {"denied": E.INSUFFICIENT_PRIVILEGE, "cancelled": E.QUERY_CA
 class Audit(Protocol):
     def emit(self, event: str, /, **fields: object) -> None: ...
 
-    def emit_deferred(self, event: str, record: DeferredFields) -> None: ...
+    def emit_line(self, line: bytes) -> None: ...
 
 
 class Phase(Enum):
@@ -69,6 +69,7 @@ class Session:
         "_backlog",
         "_binding_mismatch",
         "_client",
+        "_heads",
         "_inflight",
         "_marker_base",
         "_marker_seq",
@@ -120,6 +121,7 @@ class Session:
         # binding computed by the client matches what the server checks (set by the proxy).
         self.channel_binding_ok = False
         self._binding_mismatch = False
+        self._heads: dict[str, bytes] = {}  # protocol -> audit members (see Record.audit_line)
         self.decider = decider
         self.audit = audit
         self.proxy_key = proxy_key
@@ -339,8 +341,7 @@ class Session:
             self._send_unit("simple", msg, sql, verdict, self._refusal(decision))
             return
         inflight = self._inflight  # the allowed Query, inlined: the hot path
-        facts = verdict.facts if verdict.facts is not None else self._facts(verdict)
-        rec = Record("simple", sql, decision, facts, inflight.sent_batches + 1)
+        rec = Record("simple", sql, verdict, inflight.sent_batches + 1)
         inflight.queue.append(rec)
         self.to_server.append(msg)
         inflight.sent_batches += 1
@@ -353,8 +354,7 @@ class Session:
     ) -> None:
         """Send a Query or FunctionCall (a batch of its own), or its refusal."""
         inflight = self._inflight
-        facts = self._facts(verdict)
-        rec = Record(protocol, text, verdict.decision, facts, inflight.open_batch)
+        rec = Record(protocol, text, verdict, inflight.open_batch)
         inflight.queue.append(rec)
         if refusal:
             self._refuse_simple(refusal)
@@ -423,24 +423,14 @@ class Session:
         stmt = self._portals.get(portal, "")
         sql, verdict = self._statements.get(stmt, _UNKNOWN)
         inflight = self._inflight
-        rec = Record(
-            "extended",
-            sql,
-            verdict.decision,
-            self._facts(verdict),
-            inflight.open_batch,
-            stmt,
-            portal,
-        )
+        rec = Record("extended", sql, verdict, inflight.open_batch, stmt, portal)
         inflight.queue.append(rec)
         self._note_effects(rec, sql, verdict)
         self._queue(msg)
 
     @staticmethod
     def _facts(verdict: Verdict) -> list[dict[str, Any]] | None:
-        if verdict.facts is None and verdict.analysis is not None:
-            verdict.facts = facts_summary(verdict.analysis)
-        return verdict.facts
+        return verdict_facts(verdict)
 
     # ------------------------------------------------------------------ refusals
     def _refusal(self, decision: Decision, outcome: str | None = None) -> bytes:
@@ -671,7 +661,12 @@ class Session:
     def _emit(self, rec: Record) -> None:
         if rec.effects and rec.sqlstate is None:
             self._effects_confirmed(rec.text, rec.effects)
-        self.audit.emit_deferred("statement", rec.finish(self.session_id))
+        head = self._heads.get(rec.protocol)
+        if head is None:
+            head = self._heads[rec.protocol] = members(
+                session_id=self.session_id, protocol=rec.protocol
+            )
+        self.audit.emit_line(rec.audit_line(head))
         if rec.hold_id is not None:
             self.audit.emit(
                 "hold_executed",

@@ -17,6 +17,8 @@ import urllib.request
 import psycopg
 import pytest
 
+from pgsentry.devtools.proxyproc import wait_until
+
 from .e2e_support import (
     HeldClient,
     Stage,
@@ -162,7 +164,14 @@ def test_two_approvals_needed_double_and_late_approvals_conflict(stage: Stage) -
     assert late.status == 409 and late.body["hold"]["state"] == "approved"
     late_deny = stage.deny(hold_id, "alice", "late")
     assert late_deny.status == 409
-    approvals = [r for r in stage.audit_for(hold_id) if r["event"] == "hold_approval"]
+
+    # The audit writer may still hold the last records for up to WRITER_INTERVAL.
+    def approval_records() -> list[dict[str, object]] | None:
+        found = [r for r in stage.audit_for(hold_id) if r["event"] == "hold_approval"]
+        return found if len(found) >= 2 else None
+
+    approvals = wait_until(approval_records, what="both hold_approval records")
+    stage.wait_audit(hold_id, ["hold_released"])
     assert [(r["approver"], r["approvals"]) for r in approvals] == [("carol", 1), ("bob", 2)]
     released = next(r for r in stage.audit_for(hold_id) if r["event"] == "hold_released")
     assert sorted(released["approvers"]) == ["bob", "carol"]
