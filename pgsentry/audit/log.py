@@ -89,6 +89,7 @@ class AuditLog:
         self._closing = False
         self._closed = False
         self._reopen_requested = False
+        self._flush_requested = False
         self._on_written = on_written
         self._on_write_error = on_write_error
         #: Records handed to the sink so far, and failed sink writes (read by anyone).
@@ -154,6 +155,7 @@ class AuditLog:
             return True
         marker = threading.Event()
         self._append(marker)
+        self._flush_requested = True
         self._wake.set()
         return marker.wait(timeout)
 
@@ -203,7 +205,7 @@ class AuditLog:
                 if self._closing:
                     return
                 self._wake.clear()
-                if not queue and not self._closing and not self._reopen_requested:
+                if not queue and not self._urgent():
                     self._wake.wait(WRITER_INTERVAL)
                 continue
             batch: list[bytes] = []
@@ -221,6 +223,20 @@ class AuditLog:
             if marker is not None:
                 marker.set()
             self._release_waiters()
+            # Write at most once per WRITER_INTERVAL unless a full batch is waiting: under
+            # steady traffic the queue is never empty, and writing whatever arrived during
+            # the last write would take the GIL from the event loop hundreds of times a second.
+            if marker is None and len(queue) < self._batch_size:
+                self._wake.clear()
+                if not self._urgent():
+                    self._wake.wait(WRITER_INTERVAL)
+
+    def _urgent(self) -> bool:
+        """Something the writer must not sit on: a flush, a reopen, close, or a full batch."""
+        if self._flush_requested:
+            self._flush_requested = False
+            return True
+        return self._closing or self._reopen_requested or len(self._queue) >= self._batch_size
 
     def _write(self, data: bytes, count: int) -> None:
         backoff = 0.05
