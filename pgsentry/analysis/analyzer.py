@@ -16,8 +16,8 @@ Owns the public entry point, the caches and the fast path. Never raises.
    `StatementFacts.text`, so the result is the same whether or not the shape was known.
 3. Lexical shapes, in front of (2): for texts made only of ASCII letters, digits, spaces,
    tabs, newlines, `_ , . ( ) = < > * + - ;` and plain '...' strings (so no comments,
-   quoted identifiers, dollar quotes, escapes, `$n`, `?` or non-ASCII), a regular
-   expression finds the constant tokens, and replacing them with `?` gives a key that two
+   quoted identifiers, dollar quotes, escapes, `$n`, `?` or non-ASCII), `lexical.py` finds
+   the constant tokens, and replacing them with `?` gives a key that two
    texts share only when they differ in constants alone (the same tokens otherwise, so the
    same parse tree up to constant values; numbers that are not A_Const, such as typmods,
    never change facts). A key is stored only for a text whose analysis went into the shape
@@ -30,7 +30,6 @@ depend on policy).
 
 from __future__ import annotations
 
-import re
 from collections import OrderedDict
 from typing import TypeVar
 
@@ -39,6 +38,7 @@ from pglast import parser
 from pgsentry.analysis import kinds as K
 from pgsentry.analysis.extract import Run, whole_text
 from pgsentry.analysis.facts import Analysis, StatementFacts
+from pgsentry.analysis.lexical import lexical_key
 from pgsentry.analysis.literals import Refused
 
 TEXT_CACHE_SIZE = 8192
@@ -52,12 +52,6 @@ _texts_on: OrderedDict[str, Analysis] = OrderedDict()
 _texts_off: OrderedDict[str, Analysis] = OrderedDict()
 _shapes: OrderedDict[str, Analysis] = OrderedDict()
 _lexical: OrderedDict[str, Analysis] = OrderedDict()
-
-# Texts in this alphabet lex the same under the regular expression below as under
-# PostgreSQL's scanner: no comments, quoted identifiers, dollar quotes, escapes, operators
-# that could start a comment, or parameter markers. A text outside it takes the parser.
-_LEXICAL_TEXT = re.compile(r"[A-Za-z0-9_ \t\n\r,.()=<>*+\-;']*", re.ASCII).fullmatch
-_CONSTANT = re.compile(r"'[^']*'|\b[0-9]+(?:\.[0-9]+)?\b", re.ASCII)
 
 
 def clear_cache() -> None:
@@ -81,9 +75,8 @@ def analyze(sql: str, *, standard_conforming_strings: bool = True) -> Analysis:
         return hit
     if len(sql) > MAX_CACHED_TEXT:
         return _full(sql, standard_conforming_strings, None)
-    lexical: str | None = None
-    if "--" not in sql and _LEXICAL_TEXT(sql):
-        lexical = _CONSTANT.sub("?", sql)
+    lexical = lexical_key(sql)
+    if lexical is not None:
         known = _lexical.get(lexical)
         if known is not None:
             return known  # literal variants of a known shape: not worth a text-cache slot

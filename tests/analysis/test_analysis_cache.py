@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pgsentry.analysis import analyzer
+from pgsentry.analysis import analyzer, lexical
 from pgsentry.analysis.analyzer import _full, analyze, cache_sizes, clear_cache
 
 
@@ -176,7 +176,7 @@ def _corpus_texts() -> list[str]:
     out = []
     for name in ("benign.yaml", "dangerous.yaml"):
         for entry in yaml.safe_load((root / name).read_text()):
-            if analyzer._LEXICAL_TEXT(entry["sql"]) and "--" not in entry["sql"]:
+            if lexical.lexical_key(entry["sql"]) is not None:
                 out.append(entry["sql"])
     return out
 
@@ -185,7 +185,7 @@ CORPUS_LEXICAL = _corpus_texts()
 
 
 def _vary(sql: str, number: str, string: str) -> str:
-    return analyzer._CONSTANT.sub(lambda m: string if m.group(0).startswith("'") else number, sql)
+    return lexical._CONSTANT.sub(lambda m: string if m.group(0).startswith("'") else number, sql)
 
 
 @settings(max_examples=300, deadline=None)
@@ -222,4 +222,33 @@ def test_lexical_key_only_for_the_plain_alphabet() -> None:
         "SELECT * FROM accounts WHERE id = 2 /* x */",
         "SELECT * FROM accounts\u00a0WHERE id = 2",
     ):
-        assert not analyzer._LEXICAL_TEXT(odd) or "--" in odd, odd
+        assert lexical.lexical_key(odd) is None, odd
+        assert lexical.py_lexical_key(odd) is None, odd
+
+
+_LEXICAL_ALPHABET = "AZaz09_ \t\n\r,.()=<>*+-;'" + "0123456789.'" + '"$/-é'
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.text(st.sampled_from(_LEXICAL_ALPHABET)) | st.text())
+def test_native_lexical_key_equals_the_regular_expressions(text: str) -> None:
+    """The C lexer and its Python twin agree on every text (numbers, fractions, word
+    boundaries, closed and unclosed strings, characters outside the alphabet)."""
+    assert lexical.NATIVE, "the C extension pgsentry.analysis._lexical was not built"
+    assert lexical.lexical_key(text) == lexical.py_lexical_key(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ("SELECT abalance FROM t WHERE aid = 48213;", "SELECT abalance FROM t WHERE aid = ?;"),
+        ("SELECT 1.5, 1.5x, x1, 1e3, 'it''s', '", "SELECT ?, ?.5x, x1, 1e3, ??, '"),
+        ("UPDATE t SET b = b + -4032 WHERE a = 7", "UPDATE t SET b = b + -? WHERE a = ?"),
+        ("SELECT 1 -- x", None),
+        ("SELECT 'żółw'", None),
+        ("x" * 2000 + " = 1", "x" * 2000 + " = ?"),
+    ],
+)
+def test_lexical_key_examples(text: str, key: str | None) -> None:
+    assert lexical.lexical_key(text) == key
+    assert lexical.py_lexical_key(text) == key

@@ -1,0 +1,100 @@
+/* Native lexical shape key for pgsentry.analysis.lexical (see lexical.py for the rules).
+ *
+ * lexical_key(text) -> str | None. None when `text` has a character outside the lexical
+ * alphabet (ASCII letters, digits, space, tab, CR, LF and _ , . ( ) = < > * + - ; ') or
+ * contains "--". Otherwise `text` with every constant replaced by "?", exactly as the
+ * Python twin's regular expression  '[^']*'|\b[0-9]+(?:\.[0-9]+)?\b  (re.ASCII) does:
+ * a closed '...' string, or a run of digits with an optional .digits fraction that starts
+ * and ends at a word boundary (word characters: letters, digits, underscore).
+ * One pass to check, one to copy; no allocation besides the result.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+static unsigned char alphabet[256];
+static unsigned char word[256];
+
+static int
+is_digit(unsigned char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+static PyObject *
+lexical_key(PyObject *self, PyObject *arg)
+{
+    if (!PyUnicode_Check(arg)) {
+        PyErr_SetString(PyExc_TypeError, "lexical_key: str expected");
+        return NULL;
+    }
+    if (PyUnicode_READY(arg) < 0)
+        return NULL;
+    if (!PyUnicode_IS_ASCII(arg))
+        Py_RETURN_NONE;
+    const unsigned char *s = (const unsigned char *)PyUnicode_DATA(arg);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(arg);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (!alphabet[s[i]] || (s[i] == '-' && i + 1 < n && s[i + 1] == '-'))
+            Py_RETURN_NONE;
+    }
+    char small[512];
+    char *out = n <= (Py_ssize_t)sizeof(small) ? small : PyMem_Malloc((size_t)n);
+    if (out == NULL)
+        return PyErr_NoMemory();
+    Py_ssize_t o = 0, i = 0;
+    while (i < n) {
+        unsigned char c = s[i];
+        if (c == '\'') {
+            const unsigned char *close = memchr(s + i + 1, '\'', (size_t)(n - i - 1));
+            if (close != NULL) {
+                out[o++] = '?';
+                i = (close - s) + 1;
+                continue;
+            }
+        }
+        else if (is_digit(c) && (i == 0 || !word[s[i - 1]])) {
+            Py_ssize_t j = i;
+            while (j < n && is_digit(s[j]))
+                j++;
+            if (j + 1 < n && s[j] == '.' && is_digit(s[j + 1])) {
+                Py_ssize_t k = j + 1;
+                while (k < n && is_digit(s[k]))
+                    k++;
+                if (k == n || !word[s[k]]) {
+                    out[o++] = '?';
+                    i = k;
+                    continue;
+                }
+            }
+            if (j == n || !word[s[j]]) {
+                out[o++] = '?';
+                i = j;
+                continue;
+            }
+        }
+        out[o++] = (char)c;
+        i++;
+    }
+    PyObject *result = PyUnicode_FromStringAndSize(out, o);
+    if (out != small)
+        PyMem_Free(out);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"lexical_key", lexical_key, METH_O, "Shape key of a text; see pgsentry/analysis/lexical.py."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_lexical", NULL, -1, methods};
+
+PyMODINIT_FUNC
+PyInit__lexical(void)
+{
+    const char *letters = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_";
+    for (const char *p = letters; *p; p++)
+        alphabet[(unsigned char)*p] = word[(unsigned char)*p] = 1;
+    for (const char *p = " \t\n\r,.()=<>*+-;'"; *p; p++)
+        alphabet[(unsigned char)*p] = 1;
+    return PyModule_Create(&module);
+}
