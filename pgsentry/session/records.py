@@ -107,15 +107,16 @@ class InFlight:
         """Number of the batch that messages sent now belong to."""
         return self.sent_batches + 1
 
-    def add_tag(self, tag: str, rows: int | None) -> Record | None:
+    def add_tag(self, tag: str) -> Record | None:
         """A CommandComplete. Returns the record it finishes (an Execute), if any."""
         q = self.queue
         if not q:
             return None
         head = q[0]
         head.tags.append(tag)
-        if rows is not None:
-            head.rows = rows if head.rows is None else head.rows + rows
+        last = tag.rpartition(" ")[2]  # 'INSERT 0 5' -> 5, 'SELECT 3' -> 3, 'CREATE TABLE'
+        if last.isdigit():
+            head.rows = int(last) if head.rows is None else head.rows + int(last)
         if head.protocol == "extended":
             return q.popleft()
         return None
@@ -136,13 +137,3 @@ class InFlight:
         if head.protocol == "extended":
             return q.popleft()
         return None
-
-    def ready(self) -> list[Record]:
-        """A ReadyForQuery: close the oldest batch; return its unfinished records."""
-        self.done_batches += 1
-        done = self.done_batches
-        out: list[Record] = []
-        q = self.queue
-        while q and q[0].batch <= done:
-            out.append(q.popleft())
-        return out

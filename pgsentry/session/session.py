@@ -38,6 +38,11 @@ SERVER_INSPECT = frozenset(b"RKSZCEvIs")
 _SERVER_TABLE = type_table(P.BACKEND_TYPES, SERVER_INSPECT)
 _MAX_BODIES = 8  # bodies remembered per SQL-level prepared name
 _PENDING_LIMIT = 1 << 20  # forward an unsynced extended batch once it grows past this
+_B_COMMAND_COMPLETE = P.B_COMMAND_COMPLETE
+_B_READY_FOR_QUERY = P.B_READY_FOR_QUERY
+_B_PARAMETER_STATUS = P.B_PARAMETER_STATUS
+_B_EMPTY_QUERY = P.B_EMPTY_QUERY
+_B_PORTAL_SUSPENDED = P.B_PORTAL_SUSPENDED
 _OUTCOME_SQLSTATE = {"denied": E.INSUFFICIENT_PRIVILEGE, "cancelled": E.QUERY_CANCELED}
 
 
@@ -538,11 +543,10 @@ class Session:
                 continue
             t, msg = item
             if t == P.B_READY_FOR_QUERY:
-                self._on_ready(msg)
+                self._on_ready(msg[5:6])
                 continue
             if t == P.B_COMMAND_COMPLETE:
-                tag = P.parse_command_tag(msg[5:])
-                rec = self._inflight.add_tag(tag, P.rows_from_tag(tag))
+                rec = self._inflight.add_tag(P.parse_command_tag(msg[5:]))
                 if rec is not None:
                     self._emit(rec)
                 continue
@@ -587,7 +591,8 @@ class Session:
         """Handle the whole messages at the start of `data` that need no rewriting.
 
         Returns where it stopped: at the end, at an incomplete message (the walker then
-        takes over), or at a message that may be rewritten or is malformed.
+        takes over), or at a message that may be rewritten or is malformed. This is the
+        hot path of every response, so its common cases are written out here.
         """
         n = len(data)
         pos = 0
@@ -597,16 +602,15 @@ class Session:
             end = pos + 1 + length
             if t < 0 or end > n:
                 return pos  # incomplete or malformed: the walker takes over from here
-            if t == P.B_READY_FOR_QUERY:
-                self._on_ready(data[pos:end])
-            elif t == P.B_COMMAND_COMPLETE:
-                tag = P.parse_command_tag(data[pos + 5 : end])
-                rec = inflight.add_tag(tag, P.rows_from_tag(tag))
+            if t == _B_COMMAND_COMPLETE:
+                rec = inflight.add_tag(data[pos + 5 : end].rstrip(b"\0").decode("utf-8", "replace"))
                 if rec is not None:
                     self._emit(rec)
-            elif t == P.B_PARAMETER_STATUS:
+            elif t == _B_READY_FOR_QUERY:
+                self._on_ready(data[pos + 5 : pos + 6])
+            elif t == _B_PARAMETER_STATUS:
                 self._on_parameter_status(data[pos:end])
-            elif t == P.B_EMPTY_QUERY or t == P.B_PORTAL_SUSPENDED:
+            elif t in (_B_EMPTY_QUERY, _B_PORTAL_SUSPENDED):
                 rec = inflight.end_execute()
                 if rec is not None:
                     self._emit(rec)
@@ -614,17 +618,20 @@ class Session:
                 return pos  # ErrorResponse, Authentication, BackendKeyData, invalid type...
             pos = end
 
-    def _on_ready(self, msg: bytes) -> None:
-        self.status = msg[5:6]
+    def _on_ready(self, status: bytes) -> None:
+        """A ReadyForQuery (its body: the transaction status): close the oldest batch."""
+        self.status = status
         if self.phase is Phase.AUTHENTICATING:
             self.phase = Phase.READY
             self._audit_auth("ok")
             return
         inflight = self._inflight
-        for rec in inflight.ready():
-            self._emit(rec)
+        inflight.done_batches += 1
+        done = inflight.done_batches
+        queue = inflight.queue
+        while queue and queue[0].batch <= done:
+            self._emit(queue.popleft())
         if self._markers:
-            done = inflight.done_batches
             for marker, (batch, _) in list(self._markers.items()):
                 if batch <= done:
                     del self._markers[marker]

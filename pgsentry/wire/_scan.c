@@ -11,17 +11,42 @@
 #include <Python.h>
 
 static PyObject *
-scan(PyObject *self, PyObject *args)
+scan(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "scan(data, pos, table) takes 3 arguments");
+        return NULL;
+    }
     Py_buffer data, table;
-    Py_ssize_t pos;
-    if (!PyArg_ParseTuple(args, "y*ny*", &data, &pos, &table))
+    Py_ssize_t pos = PyLong_AsSsize_t(args[1]);
+    if (pos == -1 && PyErr_Occurred())
         return NULL;
+    /* bytes (the common case) without the buffer protocol; anything else through it */
+    int data_view = !PyBytes_CheckExact(args[0]);
+    int table_view = !PyBytes_CheckExact(args[2]);
+    if (data_view) {
+        if (PyObject_GetBuffer(args[0], &data, PyBUF_SIMPLE) < 0)
+            return NULL;
+    }
+    else {
+        data.buf = PyBytes_AS_STRING(args[0]);
+        data.len = PyBytes_GET_SIZE(args[0]);
+    }
+    if (table_view) {
+        if (PyObject_GetBuffer(args[2], &table, PyBUF_SIMPLE) < 0) {
+            if (data_view)
+                PyBuffer_Release(&data);
+            return NULL;
+        }
+    }
+    else {
+        table.buf = PyBytes_AS_STRING(args[2]);
+        table.len = PyBytes_GET_SIZE(args[2]);
+    }
+    PyObject *result = NULL;
     if (table.len != 256 || pos < 0) {
-        PyBuffer_Release(&data);
-        PyBuffer_Release(&table);
         PyErr_SetString(PyExc_ValueError, "scan: table must have 256 entries, pos >= 0");
-        return NULL;
+        goto done;
     }
     const unsigned char *buf = (const unsigned char *)data.buf;
     const unsigned char *tab = (const unsigned char *)table.buf;
@@ -48,13 +73,17 @@ scan(PyObject *self, PyObject *args)
     }
     if (pos + 5 > n)
         length = 0;
-    PyBuffer_Release(&data);
-    PyBuffer_Release(&table);
-    return Py_BuildValue("nlk", pos, type, length);
+    result = Py_BuildValue("nlk", pos, type, length);
+done:
+    if (data_view)
+        PyBuffer_Release(&data);
+    if (table_view)
+        PyBuffer_Release(&table);
+    return result;
 }
 
 static PyMethodDef methods[] = {
-    {"scan", scan, METH_VARARGS, "Walk pass-through messages; see pgsentry/wire/scan.py."},
+    {"scan", (PyCFunction)(void (*)(void))scan, METH_FASTCALL, "Walk pass-through messages; see pgsentry/wire/scan.py."},
     {NULL, NULL, 0, NULL},
 };
 

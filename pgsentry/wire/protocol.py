@@ -159,12 +159,6 @@ def parse_command_tag(body: bytes) -> str:
     return body.rstrip(b"\0").decode("utf-8", "replace")
 
 
-def rows_from_tag(tag: str) -> int | None:
-    """'INSERT 0 5' -> 5, 'SELECT 3' -> 3, 'CREATE TABLE' -> None."""
-    last = tag.rpartition(" ")[2]
-    return int(last) if last.isdigit() else None
-
-
 def sasl_mechanisms(body: bytes) -> list[str]:
     """AuthenticationSASL body (after the int32 code) -> mechanism names."""
     out = []
