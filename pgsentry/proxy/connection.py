@@ -35,13 +35,12 @@ log = logging.getLogger(__name__)
 class UpstreamProtocol(asyncio.Protocol):
     """Receives the server's bytes and hands them to the client connection."""
 
-    __slots__ = ("conn",)
+    __slots__ = ("conn", "data_received")
 
     def __init__(self, conn: ClientConnection) -> None:
         self.conn = conn
-
-    def data_received(self, data: bytes) -> None:
-        self.conn.server_data(data)
+        # The transport calls this for every response: straight to the connection, no hop.
+        self.data_received = conn.server_data  # type: ignore[method-assign]
 
     def eof_received(self) -> bool:
         return False

@@ -67,6 +67,7 @@ class Verdict:
     # The "statement" audit members that follow from the verdict (built once, then reused
     # by every statement of this shape in the session): see `audit_tail`.
     audit_tail: bytes | None = None
+    labels: tuple[str, str] | None = None  # pgsentry_statements_total's, see count_decision
 
 
 def verdict_facts(verdict: Verdict) -> list[dict[str, Any]] | None:

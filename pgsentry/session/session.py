@@ -38,6 +38,7 @@ SERVER_INSPECT = frozenset(b"RKSZCEvIs")
 _SERVER_TABLE = type_table(P.BACKEND_TYPES, SERVER_INSPECT)
 _MAX_BODIES = 8  # bodies remembered per SQL-level prepared name
 _PENDING_LIMIT = 1 << 20  # forward an unsynced extended batch once it grows past this
+_F_QUERY = P.F_QUERY
 _B_COMMAND_COMPLETE = P.B_COMMAND_COMPLETE
 _B_READY_FOR_QUERY = P.B_READY_FOR_QUERY
 _B_PARAMETER_STATUS = P.B_PARAMETER_STATUS
@@ -197,17 +198,19 @@ class Session:
 
     # ------------------------------------------------------------------ client -> server
     def client_data(self, data: bytes) -> None:
-        self.bytes_from_client += len(data)
+        n = len(data)
+        self.bytes_from_client += n
         if (
-            data[:1] == b"Q"
+            n > 5
+            and data[0] == _F_QUERY
             and self.hold is None
             and not self._skip_to_sync
             and self._client.at_boundary
-            and len(data) > 5
-            and _unpack_len(data, 1)[0] == len(data) - 1
+            and _unpack_len(data, 1)[0] == n - 1
         ):
             # The common case: exactly one whole Query message (the walker's answer too).
-            self._flush_pending()
+            if self._pending:
+                self._flush_pending()
             self._on_query(data)
             return
         items = self._client.feed(data)
@@ -282,11 +285,12 @@ class Session:
             self._pending_size = 0
 
     def _judge(self, sql: str) -> Verdict:
-        verdict = self.decider.decide(sql, self.principal, self.scs)
+        assert self._principals is not None
+        verdict = self.decider.decide(sql, self._principals[self.status != b"I"], self.scs)
         analysis = verdict.analysis
         if analysis is not None and analysis.session_effects:
             verdict = self._session_effects(sql, verdict)
-        count_decision(verdict.decision)
+        count_decision(verdict)
         return verdict
 
     def _session_effects(self, sql: str, verdict: Verdict) -> Verdict:
@@ -669,7 +673,7 @@ class Session:
         if rec.effects and rec.sqlstate is None:
             self._effects_confirmed(rec.text, rec.effects)
         head = self._heads.get(rec.protocol)
-        if head is None:
+        if head is None:  # once per protocol per session
             head = self._heads[rec.protocol] = members(
                 session_id=self.session_id, protocol=rec.protocol
             )
@@ -735,16 +739,15 @@ class Session:
 # An Execute of a statement the proxy never saw parsed (it cannot run: the server
 # does not have it either, or it was prepared before a DISCARD the server reports).
 _UNKNOWN = ("", Verdict(Decision(Action.ALLOW, reason="statement judged at Parse"), None, None))
-_labels: dict[tuple[Action, Action | None, str | None], tuple[str, str]] = {}
 
 
-def count_decision(d: Decision) -> None:
-    """pgsentry_statements_total{decision, rule}."""
-    key = (d.action, d.would, d.rule)
-    labels = _labels.get(key)
+def count_decision(verdict: Verdict) -> None:
+    """pgsentry_statements_total{decision, rule} (the labels are kept on the verdict)."""
+    labels = verdict.labels
     if labels is None:
+        d = verdict.decision
         label = d.action.value if d.would is None else f"shadow_{d.would.value}"
-        labels = _labels[key] = (label, d.rule or metrics.NO_RULE)
+        labels = verdict.labels = (label, d.rule or metrics.NO_RULE)
     metrics.STATEMENTS.inc(labels)
 
 
