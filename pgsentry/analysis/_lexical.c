@@ -6,7 +6,9 @@
  * Python twin's regular expression  '[^']*'|\b[0-9]+(?:\.[0-9]+)?\b  (re.ASCII) does:
  * a closed '...' string, or a run of digits with an optional .digits fraction that starts
  * and ends at a word boundary (word characters: letters, digits, underscore).
- * One pass to check, one to copy; no allocation besides the result.
+ * Two constants side by side ("??" in the key: '?' is not in the alphabet) make the key
+ * ambiguous ('it''s' is one string to PostgreSQL, 1'a' is a syntax error), so such a text
+ * has no key either. One pass to check, one to copy; no allocation besides the result.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -42,12 +44,18 @@ lexical_key(PyObject *self, PyObject *arg)
     if (out == NULL)
         return PyErr_NoMemory();
     Py_ssize_t o = 0, i = 0;
+#define CONSTANT()                                                                         \
+    do {                                                                                   \
+        if (o > 0 && out[o - 1] == '?')                                                    \
+            goto ambiguous;                                                                \
+        out[o++] = '?';                                                                    \
+    } while (0)
     while (i < n) {
         unsigned char c = s[i];
         if (c == '\'') {
             const unsigned char *close = memchr(s + i + 1, '\'', (size_t)(n - i - 1));
             if (close != NULL) {
-                out[o++] = '?';
+                CONSTANT();
                 i = (close - s) + 1;
                 continue;
             }
@@ -61,13 +69,13 @@ lexical_key(PyObject *self, PyObject *arg)
                 while (k < n && is_digit(s[k]))
                     k++;
                 if (k == n || !word[s[k]]) {
-                    out[o++] = '?';
+                    CONSTANT();
                     i = k;
                     continue;
                 }
             }
             if (j == n || !word[s[j]]) {
-                out[o++] = '?';
+                CONSTANT();
                 i = j;
                 continue;
             }
@@ -79,6 +87,11 @@ lexical_key(PyObject *self, PyObject *arg)
     if (out != small)
         PyMem_Free(out);
     return result;
+ambiguous:
+    if (out != small)
+        PyMem_Free(out);
+    Py_RETURN_NONE;
+#undef CONSTANT
 }
 
 static PyMethodDef methods[] = {

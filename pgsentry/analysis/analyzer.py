@@ -101,6 +101,12 @@ def analyze(sql: str, *, standard_conforming_strings: bool = True) -> Analysis:
     return result
 
 
+def known_lexical(key: str) -> Analysis | None:
+    """The Analysis stored for a lexical shape key (rule 3), if any: what `analyze` returns
+    for every text of at most MAX_CACHED_TEXT characters whose `lexical_key` is `key`."""
+    return _lexical.get(key)
+
+
 def _full(sql: str, scs: bool, shape: str | None) -> Analysis:
     run = Run(scs)
     try:

@@ -5,7 +5,10 @@ It is None for a text outside the lexical alphabet: ASCII letters, digits, space
 CR, LF and ``_ , . ( ) = < > * + - ; '``, or one containing ``--``. In that alphabet
 there are no comments, quoted identifiers, dollar quotes, escapes, operators that could
 start a comment or parameter markers, so the constants are exactly what the regular
-expression `_CONSTANT` finds: closed '...' strings and numbers at word boundaries.
+expression `_CONSTANT` finds: closed '...' strings and numbers at word boundaries. Two
+constants side by side make the key ambiguous (``'it''s'`` is one string to PostgreSQL,
+``1'a'`` a syntax error, both would be ``??``), so a text whose key has ``??`` (``?`` is not
+in the alphabet) has no key either and takes the parser.
 
 The native version (`_lexical.c`, built when a C compiler is there) and the regular
 expressions here give the same result for every text (a hypothesis test checks it);
@@ -26,7 +29,8 @@ def py_lexical_key(text: str) -> str | None:
     """Pure-Python twin of the native lexical_key (used when it could not be built)."""
     if "--" in text or not _LEXICAL_TEXT(text):
         return None
-    return _CONSTANT.sub("?", text)
+    key = _CONSTANT.sub("?", text)
+    return None if "??" in key else key
 
 
 lexical_key: Callable[[str], str | None]

@@ -65,7 +65,7 @@ def _json_default(value: Any) -> Any:
 
 # orjson encodes a record several times faster than the stdlib; records it refuses (lone
 # surrogates from undecodable SQL text, exotic values) go through the stdlib encoder.
-_ORJSON_OPTIONS = orjson.OPT_APPEND_NEWLINE | orjson.OPT_PASSTHROUGH_DATACLASS
+_ORJSON_OPTIONS = orjson.OPT_PASSTHROUGH_DATACLASS
 
 _encode = json.JSONEncoder(
     ensure_ascii=False, separators=(",", ":"), default=_json_default, check_circular=True
@@ -80,7 +80,9 @@ def serialize(ts: float, event: str, fields: dict[str, object]) -> bytes:
         record["ts"] = stamp
         record["event"] = event
     try:
-        return orjson.dumps(record, default=_json_default, option=_ORJSON_OPTIONS)
+        # + b"\n" also copies the line out of orjson's 4 KiB output buffer, which the
+        # queue would otherwise keep until the writer runs (idle-connection memory).
+        return orjson.dumps(record, default=_json_default, option=_ORJSON_OPTIONS) + b"\n"
     except Exception:
         pass
     try:
@@ -111,7 +113,7 @@ def members(**fields: object) -> bytes:
 
 
 _STATEMENT = (
-    b'{"ts":"%s%06dZ","event":"statement",%s,"text":%s,"started_at":%s,"duration_ms":%d.%03d,'
+    b'{"ts":"%s%06dZ","event":"statement",%s%s,"text":%s,"started_at":%s,"duration_ms":%d.%03d,'
     b'"command_tag":%s,"rows":%s,"sqlstate":%s%s}\n'
 )
 _small: dict[str | None, bytes] = {None: b"null"}  # command tags and SQLSTATEs repeat
@@ -130,6 +132,7 @@ def statement_line(
     started_at: float,
     duration: float,
     head: bytes,
+    protocol: bytes,
     text: str,
     command_tag: str | None,
     rows: int | None,
@@ -138,10 +141,10 @@ def statement_line(
 ) -> bytes:
     """A "statement" record, stamped `started_at` + `duration` (seconds).
 
-    `head` holds the members before ``text`` (``session_id``, ``protocol``); `tail` the
-    members after ``sqlstate``, each preceded by a comma. ``duration_ms`` has microsecond
-    precision, like ``ts``. (Formatted by hand: float repr and round(x, 3) cost more here
-    than everything else together.)
+    `head` and `protocol` hold the members before ``text`` (``"session_id":..`` and
+    ``,"protocol":..``); `tail` the members after ``sqlstate``, each preceded by a comma.
+    ``duration_ms`` has microsecond precision, like ``ts``. (Formatted by hand: float repr
+    and round(x, 3) cost more here than everything else together.)
     """
     seconds, fraction = divmod(round((started_at + duration) * 1_000_000), 1_000_000)
     cached_seconds, prefix = _ts_cache
@@ -156,6 +159,7 @@ def statement_line(
         prefix,
         fraction,
         head,
+        protocol,
         text_json,
         orjson.dumps(started_at),
         micros // 1000,

@@ -11,7 +11,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from pgsentry.analysis.analyzer import MAX_CACHED_TEXT, known_lexical
 from pgsentry.analysis.facts import Analysis, StatementFacts
+from pgsentry.analysis.lexical import lexical_key
 from pgsentry.audit.encode import members
 from pgsentry.policy.decision import Decision, Principal
 
@@ -66,7 +68,7 @@ class Verdict:
     facts: list[dict[str, Any]] | None
     # The "statement" audit members that follow from the verdict (built once, then reused
     # by every statement of this shape in the session): see `audit_tail`.
-    audit_tail: bytes | None = None
+    audit_tail: tuple[bytes, bytes, bytes] | None = None
     labels: tuple[str, str] | None = None  # pgsentry_statements_total's, see count_decision
 
 
@@ -77,25 +79,45 @@ def verdict_facts(verdict: Verdict) -> list[dict[str, Any]] | None:
     return verdict.facts
 
 
-def audit_tail(verdict: Verdict) -> bytes:
-    """``,"decision":..,"rule":..[,"would":..][,"facts":[..]]`` for `encode.statement_line`."""
+def audit_tail(verdict: Verdict) -> tuple[bytes, bytes, bytes]:
+    """The verdict's "statement" audit members for `encode.statement_line`, built once:
+    (all of them, ``,"decision":..,"rule":..``, ``[,"would":..][,"facts":[..]]``). An Execute
+    record puts its statement and portal names between the last two."""
     tail = verdict.audit_tail
     if tail is None:
         d = verdict.decision
-        fields: dict[str, object] = {"decision": d.action.value, "rule": d.rule}
+        first = b"," + members(decision=d.action.value, rule=d.rule)
+        rest: dict[str, object] = {}
         if d.would is not None:
-            fields["would"] = d.would.value
-        facts = verdict_facts(verdict)
+            rest["would"] = d.would.value
+        facts = verdict.facts  # summarised here without keeping it: the tail has it
+        if facts is None and verdict.analysis is not None:
+            facts = facts_summary(verdict.analysis)
         if facts is not None:
-            fields["facts"] = facts
-        tail = verdict.audit_tail = b"," + members(**fields)
+            rest["facts"] = facts
+        second = b"," + members(**rest) if rest else b""
+        tail = (first + second, first, second)
+        # Sessions decide separately, but most of them end up with the same few tails.
+        tail = verdict.audit_tail = _tails.setdefault(tail[0], tail)
+        if len(_tails) > _CACHE_LIMIT:
+            _tails.clear()
     return tail
+
+
+_tails: dict[bytes, tuple[bytes, bytes, bytes]] = {}
 
 
 class SessionDecider:
     """Per-session decision cache in front of analysis + policy."""
 
-    __slots__ = ("_analyze", "_by_analysis", "_cache", "_generation", "_holder")
+    __slots__ = (
+        "_analyze",
+        "_by_analysis",
+        "_by_lexical",
+        "_cache",
+        "_generation",
+        "_holder",
+    )
 
     def __init__(self, holder: PolicyHolder, analyze: Analyzer) -> None:
         self._holder = holder
@@ -105,6 +127,10 @@ class SessionDecider:
         # decision for a new text of a known shape is a look-up too. Keyed by identity;
         # the value keeps the Analysis alive so the id cannot be reused.
         self._by_analysis: dict[tuple[int, bool], tuple[Analysis, Verdict]] = {}
+        # The same, one step earlier: lexical shape key -> verdict, for texts whose key
+        # analysis has stored (`known_lexical`), so a never-seen literal variant costs one
+        # lexical_key() and one look-up. Index: in a transaction block or not.
+        self._by_lexical: tuple[dict[str, Verdict], dict[str, Verdict]] | None = None
         self._generation = -1
 
     def decide(self, sql: str, who: Principal, scs: bool) -> Verdict:
@@ -112,31 +138,46 @@ class SessionDecider:
         if policy.generation != self._generation:
             self.reset()
             self._generation = policy.generation
-        key = (sql, scs, who.in_transaction)
+        in_tx = who.in_transaction
+        lexical = lexical_key(sql) if len(sql) <= MAX_CACHED_TEXT else None
+        if lexical is not None and self._by_lexical is not None:
+            hit = self._by_lexical[in_tx].get(lexical)
+            if hit is not None:
+                return hit
+        key = (sql, scs, in_tx)
         hit = self._cache.get(key)
         if hit is not None:
             return hit
         analysis = self._analyze(sql, standard_conforming_strings=scs)
-        shape = (id(analysis), who.in_transaction)
+        shape = (id(analysis), in_tx)
         known = self._by_analysis.get(shape)
         if known is not None and known[0] is analysis:
-            return known[1]  # a literal variant of a known shape: no text-cache slot
-        decision = policy.decide(analysis, who, datetime.now(UTC))
-        verdict = Verdict(decision, analysis, None)
-        if not decision.cacheable:
-            return verdict
-        if len(self._by_analysis) >= _CACHE_LIMIT:
-            self._by_analysis.clear()
-        self._by_analysis[shape] = (analysis, verdict)
-        if len(self._cache) >= _CACHE_LIMIT:
-            self._cache.clear()
-        self._cache[key] = verdict
+            verdict = known[1]  # a literal variant of a known shape: no text-cache slot
+        else:
+            decision = policy.decide(analysis, who, datetime.now(UTC))
+            verdict = Verdict(decision, analysis, None)
+            if not decision.cacheable:
+                return verdict
+            if len(self._by_analysis) >= _CACHE_LIMIT:
+                self._by_analysis.clear()
+            self._by_analysis[shape] = (analysis, verdict)
+            if len(self._cache) >= _CACHE_LIMIT:
+                self._cache.clear()
+            self._cache[key] = verdict
+        if lexical is not None and known_lexical(lexical) is analysis:
+            if self._by_lexical is None:
+                self._by_lexical = ({}, {})
+            by_lexical = self._by_lexical[in_tx]
+            if len(by_lexical) >= _CACHE_LIMIT:
+                by_lexical.clear()
+            by_lexical[lexical] = verdict
         return verdict
 
     def reset(self) -> None:
         """Forget every decision (policy reloaded, or who is asking changed)."""
         self._cache.clear()
         self._by_analysis.clear()
+        self._by_lexical = None
 
     def decide_function_call(self, oid: int, who: Principal) -> Decision:
         return self._holder.policy.decide_function_call(oid, who, datetime.now(UTC))

@@ -61,18 +61,21 @@ class Record:
     def audit_line(self, head: bytes) -> bytes:
         """The finished statement's audit record (and its duration in the histogram).
 
-        `head`: the session's ``session_id`` and ``protocol`` members (see `encode.members`).
+        `head`: the session's ``session_id`` member (see `encode.members`).
         """
         duration = time.perf_counter() - self.started
         metrics.STATEMENT_DURATION.observe(duration)
-        tail = audit_tail(self.verdict)
-        if self.statement_name is not None or self.hold_id is not None:
-            tail = self._extra_members(tail)
+        tails = audit_tail(self.verdict)
+        if self.statement_name is None and self.hold_id is None:
+            tail = tails[0]
+        else:
+            tail = self._extra_members(tails)
         tags = self.tags
         return statement_line(
             self.wall,
             duration,
             head,
+            _PROTOCOL_MEMBERS[self.protocol],
             self.text,
             None if not tags else tags[0] if len(tags) == 1 else "; ".join(tags),
             self.rows,
@@ -80,16 +83,35 @@ class Record:
             tail,
         )
 
-    def _extra_members(self, tail: bytes) -> bytes:
-        before: dict[str, object] = {}
-        if self.statement_name is not None:
-            before["statement_name"] = self.statement_name
-        if self.portal is not None:
-            before["portal"] = self.portal
-        out = b"," + members(**before) + tail if before else tail
+    def _extra_members(self, tails: tuple[bytes, bytes, bytes]) -> bytes:
+        """The members after ``sqlstate`` in the documented order: decision, rule,
+        statement_name, portal, would, facts, hold_id."""
+        names = (self.statement_name, self.portal)
+        between = _names_json.get(names)
+        if between is None:
+            fields: dict[str, object] = {}
+            if self.statement_name is not None:
+                fields["statement_name"] = self.statement_name
+            if self.portal is not None:
+                fields["portal"] = self.portal
+            between = b"," + members(**fields) if fields else b""
+            if len(_names_json) >= _NAMES_LIMIT:
+                _names_json.clear()
+            _names_json[names] = between
+        out = tails[1] + between + tails[2]
         if self.hold_id is not None:
             out += b"," + members(hold_id=self.hold_id)
         return out
+
+
+_PROTOCOL_MEMBERS = {
+    protocol: b"," + members(protocol=protocol)
+    for protocol in ("simple", "extended", "function_call")
+}
+
+# (statement name, portal) -> their audit members: the same few names recur per session.
+_names_json: dict[tuple[str | None, str | None], bytes] = {}
+_NAMES_LIMIT = 4096
 
 
 class InFlight:

@@ -39,6 +39,9 @@ _SERVER_TABLE = type_table(P.BACKEND_TYPES, SERVER_INSPECT)
 _MAX_BODIES = 8  # bodies remembered per SQL-level prepared name
 _PENDING_LIMIT = 1 << 20  # forward an unsynced extended batch once it grows past this
 _F_QUERY = P.F_QUERY
+_F_BIND = P.F_BIND
+_F_EXECUTE = P.F_EXECUTE
+_F_SYNC = P.F_SYNC
 _B_COMMAND_COMPLETE = P.B_COMMAND_COMPLETE
 _B_READY_FOR_QUERY = P.B_READY_FOR_QUERY
 _B_PARAMETER_STATUS = P.B_PARAMETER_STATUS
@@ -72,10 +75,10 @@ class Session:
     """One client connection's protocol state. Feed bytes, drain the outputs."""
 
     __slots__ = (
+        "_audit_head",
         "_backlog",
         "_binding_mismatch",
         "_client",
-        "_heads",
         "_inflight",
         "_marker_base",
         "_marker_seq",
@@ -127,7 +130,7 @@ class Session:
         # binding computed by the client matches what the server checks (set by the proxy).
         self.channel_binding_ok = False
         self._binding_mismatch = False
-        self._heads: dict[str, bytes] = {}  # protocol -> audit members (see Record.audit_line)
+        self._audit_head = b""  # the session_id audit member, built at the first record
         self.decider = decider
         self.audit = audit
         self.proxy_key = proxy_key
@@ -228,19 +231,25 @@ class Session:
                 self.to_server.append(item)  # CopyData, password messages...
                 continue
             t, msg = item
-            if self._skip_to_sync and t != P.F_SYNC:
+            if self._skip_to_sync and t != _F_SYNC:
                 continue
-            if t == P.F_QUERY:
+            # Bind, Execute and Sync first: they come with every execution of a statement.
+            if t == _F_BIND:
+                portal, stmt = P.parse_bind_names(msg)
+                self._portals[portal] = stmt
+                self._queue(msg)
+            elif t == _F_EXECUTE:
+                self._on_execute(msg)
+            elif t == _F_SYNC:
+                self._skip_to_sync = False
+                self._queue(msg)
+                self._inflight.sent_batches += 1
+                self._flush_pending()
+            elif t == _F_QUERY:
                 self._flush_pending()
                 self._on_query(msg)
             elif t == P.F_PARSE:
                 self._on_parse(msg)
-            elif t == P.F_BIND:
-                portal, stmt = P.parse_bind_names(msg[5:])
-                self._portals[portal] = stmt
-                self._queue(msg)
-            elif t == P.F_EXECUTE:
-                self._on_execute(msg)
             elif t == P.F_CLOSE:
                 kind, name = P.parse_close(msg[5:])
                 if kind == "S":
@@ -248,11 +257,6 @@ class Session:
                 else:
                     self._portals.pop(name, None)
                 self._queue(msg)
-            elif t == P.F_SYNC:
-                self._skip_to_sync = False
-                self._queue(msg)
-                self._inflight.sent_batches += 1
-                self._flush_pending()
             elif t == P.F_FLUSH:
                 self._queue(msg)
                 self._flush_pending()
@@ -428,13 +432,15 @@ class Session:
         )
 
     def _on_execute(self, msg: bytes) -> None:
-        portal = P.parse_execute_portal(msg[5:])
+        portal = P.parse_execute_portal(msg)
         stmt = self._portals.get(portal, "")
         sql, verdict = self._statements.get(stmt, _UNKNOWN)
         inflight = self._inflight
-        rec = Record("extended", sql, verdict, inflight.open_batch, stmt, portal)
+        rec = Record("extended", sql, verdict, inflight.sent_batches + 1, stmt, portal)
         inflight.queue.append(rec)
-        self._note_effects(rec, sql, verdict)
+        analysis = verdict.analysis
+        if analysis is not None and analysis.session_effects:
+            self._note_effects(rec, sql, verdict)
         self._queue(msg)
 
     @staticmethod
@@ -611,7 +617,7 @@ class Session:
                 if rec is not None:
                     self._emit(rec)
             elif t == _B_READY_FOR_QUERY:
-                self._on_ready(data[pos + 5 : pos + 6])
+                self._on_ready(data[pos + 5 : min(pos + 6, end)])
             elif t == _B_PARAMETER_STATUS:
                 self._on_parameter_status(data[pos:end])
             elif t in (_B_EMPTY_QUERY, _B_PORTAL_SUSPENDED):
@@ -672,11 +678,9 @@ class Session:
     def _emit(self, rec: Record) -> None:
         if rec.effects and rec.sqlstate is None:
             self._effects_confirmed(rec.text, rec.effects)
-        head = self._heads.get(rec.protocol)
-        if head is None:  # once per protocol per session
-            head = self._heads[rec.protocol] = members(
-                session_id=self.session_id, protocol=rec.protocol
-            )
+        head = self._audit_head
+        if not head:
+            head = self._audit_head = members(session_id=self.session_id)
         self.audit.emit_line(rec.audit_line(head))
         if rec.hold_id is not None:
             self.audit.emit(

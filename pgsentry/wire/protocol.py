@@ -67,6 +67,8 @@ def cstring(data: bytes, pos: int) -> tuple[str, int]:
     end = data.find(b"\0", pos)
     if end < 0:
         raise ProtocolError("missing string terminator")
+    if end == pos:
+        return "", end + 1  # unnamed portals and statements: the common case
     return data[pos:end].decode("utf-8", "surrogateescape"), end + 1
 
 
@@ -123,10 +125,10 @@ def parse_parse(body: bytes) -> tuple[str, str]:
     return name, sql
 
 
-def parse_bind_names(body: bytes) -> tuple[str, str]:
-    """Body of a Bind ('B') message -> (portal name, statement name)."""
-    portal, pos = cstring(body, 0)
-    stmt, _ = cstring(body, pos)
+def parse_bind_names(msg: bytes) -> tuple[str, str]:
+    """A whole Bind ('B') message, header included -> (portal name, statement name)."""
+    portal, pos = cstring(msg, 5)
+    stmt, _ = cstring(msg, pos)
     return portal, stmt
 
 
@@ -138,8 +140,9 @@ def parse_close(body: bytes) -> tuple[str, str]:
     return chr(body[0]), name
 
 
-def parse_execute_portal(body: bytes) -> str:
-    portal, _ = cstring(body, 0)
+def parse_execute_portal(msg: bytes) -> str:
+    """A whole Execute ('E') message, header included -> its portal name."""
+    portal, _ = cstring(msg, 5)
     return portal
 
 

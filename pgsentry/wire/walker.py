@@ -18,6 +18,9 @@ DEFAULT_MAX_MESSAGE = 1 << 30
 Item = bytes | memoryview | tuple[int, bytes]
 
 
+_tables: dict[tuple[frozenset[int], frozenset[int]], bytes] = {}
+
+
 class MessageWalker:
     """Feed chunks, get items in stream order.
 
@@ -34,7 +37,10 @@ class MessageWalker:
         valid: frozenset[int],
         max_message: int = DEFAULT_MAX_MESSAGE,
     ) -> None:
-        self._table = type_table(valid, inspect)
+        table = _tables.get((inspect, valid))
+        if table is None:
+            table = _tables[(inspect, valid)] = type_table(valid, inspect)
+        self._table = table  # shared: every session walks with the same two tables
         self._max = max_message
         self._skip = 0  # bytes still to pass through of a message being streamed
         self._partial: list[bytes] = []  # pieces of an incomplete header / inspected message

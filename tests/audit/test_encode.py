@@ -57,7 +57,8 @@ def test_statement_line_equals_serialize(
     line = statement_line(
         started_at,
         duration,
-        members(**HEAD),
+        members(session_id=HEAD["session_id"]),
+        b"," + members(protocol=HEAD["protocol"]),
         text,
         tag,
         rows,
@@ -74,7 +75,7 @@ def test_statement_line_equals_serialize(
 def test_lone_surrogates_and_unicode_survive() -> None:
     for text in ("SELECT '\udcff'", "SELECT 'żółw'", 'SELECT "\\n\t\x00"'):
         record = json.loads(
-            statement_line(1.5, 0.25, members(**HEAD), text, "SELECT 1", 1, None, b"")
+            statement_line(1.5, 0.25, members(session_id="s"), b"", text, "SELECT 1", 1, None, b"")
         )
         assert record["text"] == text
         assert record["ts"] == "1970-01-01T00:00:01.750000Z"
