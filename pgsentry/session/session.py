@@ -36,6 +36,7 @@ _unpack_len = P.UINT32.unpack_from
 CLIENT_INSPECT = frozenset(b"QPBECSHXFp")
 SERVER_INSPECT = frozenset(b"RKSZCEvIs")
 _SERVER_TABLE = type_table(P.BACKEND_TYPES, SERVER_INSPECT)
+_CLIENT_TABLE = type_table(P.FRONTEND_TYPES, CLIENT_INSPECT)
 _MAX_BODIES = 8  # bodies remembered per SQL-level prepared name
 _PENDING_LIMIT = 1 << 20  # forward an unsynced extended batch once it grows past this
 _F_QUERY = P.F_QUERY
@@ -216,11 +217,57 @@ class Session:
                 self._flush_pending()
             self._on_query(data)
             return
+        if (
+            n > 5
+            and data[0] == _F_BIND
+            and self.hold is None
+            and not self._skip_to_sync
+            and not self._pending
+            and self._client.at_boundary
+            and self._execute_batch(data)
+        ):
+            return
         items = self._client.feed(data)
         if self.hold is not None:
             self._backlog.extend(items)
             return
         self._process_client(items)
+
+    def _execute_batch(self, data: bytes) -> bool:
+        """Whole Bind / Describe / Execute messages ending with a Sync (the execution of a
+        prepared statement): bookkept in place and forwarded as the client's own chunk.
+
+        Exactly what `_process_client` does for these messages, without splitting the chunk
+        (none of them is judged: their statement was, at Parse). False, with nothing done,
+        for any other chunk; the general path then takes it.
+        """
+        n = len(data)
+        found: list[tuple[int, int, int]] = []
+        pos = 0
+        while pos < n:
+            pos, t, length = scan(data, pos, _CLIENT_TABLE)  # walks over Describe
+            end = pos + 1 + length
+            if t < 0:
+                if pos == n:
+                    break
+                return False  # incomplete or malformed
+            if (t != _F_BIND and t != _F_EXECUTE and t != _F_SYNC) or end > n:
+                return False
+            found.append((t, pos, end))
+            pos = end
+        if not found or found[-1][0] != _F_SYNC or found[-1][2] != n:
+            return False
+        portals = self._portals
+        for t, start, end in found:
+            if t == _F_BIND:
+                portal, stmt = P.parse_bind_names(data[start:end])
+                portals[portal] = stmt
+            elif t == _F_EXECUTE:
+                self._record_execute(data[start:end])
+            else:
+                self._inflight.sent_batches += 1
+        self.to_server.append(data)
+        return True
 
     def _process_client(self, items: list[Item]) -> None:
         for i, item in enumerate(items):
@@ -340,7 +387,7 @@ class Session:
                     self._statements.clear()
 
     def _on_query(self, msg: bytes) -> None:
-        sql = P.parse_query(msg[5:])
+        sql = P.parse_query(msg)
         verdict = self._judge(sql)
         if verdict.decision.action is Action.HOLD:
             self._facts(verdict)  # the hold's notification carries them
@@ -432,6 +479,11 @@ class Session:
         )
 
     def _on_execute(self, msg: bytes) -> None:
+        self._record_execute(msg)
+        self._queue(msg)
+
+    def _record_execute(self, msg: bytes) -> None:
+        """An Execute: the in-flight record of the statement behind its portal."""
         portal = P.parse_execute_portal(msg)
         stmt = self._portals.get(portal, "")
         sql, verdict = self._statements.get(stmt, _UNKNOWN)
@@ -441,7 +493,6 @@ class Session:
         analysis = verdict.analysis
         if analysis is not None and analysis.session_effects:
             self._note_effects(rec, sql, verdict)
-        self._queue(msg)
 
     @staticmethod
     def _facts(verdict: Verdict) -> list[dict[str, Any]] | None:

@@ -109,11 +109,11 @@ def query(sql: str) -> bytes:
     return message(b"Q", sql.encode() + b"\0")
 
 
-def parse_query(body: bytes) -> str:
-    """Body of a Query ('Q') message -> its SQL text."""
-    if not body or body[-1] != 0:
+def parse_query(msg: bytes) -> str:
+    """A whole Query ('Q') message, header included -> its SQL text."""
+    if len(msg) < 6 or msg[-1] != 0:
         raise ProtocolError("Query message is not NUL-terminated")
-    return body[:-1].decode("utf-8", "surrogateescape")
+    return msg[5:-1].decode("utf-8", "surrogateescape")
 
 
 def parse_parse(body: bytes) -> tuple[str, str]:
