@@ -146,6 +146,11 @@ CASES: list[tuple[str, Callable[[RawConn], None], set[str]]] = [
     ),
     ("unknown-message-type", _after_login(b"\x00" + struct.pack("!i", 4)), PROTOCOL_ERRORS),
     (
+        "bind-without-terminators-in-an-execute-chunk",
+        _after_login(rawpg.message(b"B", b"portal") + rawpg.execute("") + rawpg.sync()),
+        PROTOCOL_ERRORS,
+    ),
+    (
         "ssl-request-after-login",
         _after_login(rawpg.ssl_request(), half_close=True),
         PROTOCOL_ERRORS,

@@ -16,6 +16,7 @@ import psycopg
 import pytest
 
 from pgsentry.devtools import PgCluster, ProxyProcess
+from pgsentry.devtools.proxyproc import wait_until
 
 from . import rawpg
 from .rawpg import Msg, RawConn
@@ -226,6 +227,86 @@ def test_raw_extended_batches_identical_direct_and_proxied(
     proxied = _run_batch(proxy.host, proxy.port, batch)
     assert proxied == direct
     assert direct[-1].kind == b"Z"
+
+
+# Executions of an already prepared statement arrive as one chunk that starts with Bind and
+# ends with Sync (pgbench -M prepared, drivers' cached statements): the proxy bookkeeps such a
+# chunk in place and forwards it whole. Each step is sent as one chunk.
+STEPS: list[tuple[str, list[bytes]]] = [
+    (
+        "bind-execute-sync-chunks",
+        [
+            rawpg.parse("s1", "select $1::int4 * 2") + rawpg.sync(),
+            rawpg.bind("", "s1", [b"21"]) + rawpg.execute("") + rawpg.sync(),
+            rawpg.bind("", "s1", [b"4"])
+            + rawpg.describe(b"P", "")
+            + rawpg.execute("")
+            + rawpg.bind("p2", "s1", [b"5"])
+            + rawpg.execute("p2", 1)
+            + rawpg.sync(),
+        ],
+    ),
+    (
+        "bind-chunk-errors",
+        [
+            rawpg.bind("", "missing") + rawpg.execute("") + rawpg.sync(),
+            rawpg.parse("s2", "select 1/$1::int4") + rawpg.sync(),
+            rawpg.bind("", "s2", [b"0"]) + rawpg.execute("") + rawpg.sync(),
+            rawpg.bind("", "s2", [b"1"]) + rawpg.execute("") + rawpg.sync(),
+        ],
+    ),
+    (
+        "bind-execute-then-sync-alone",
+        [
+            rawpg.parse("s3", "select 3") + rawpg.sync(),
+            rawpg.bind("", "s3") + rawpg.execute(""),
+            rawpg.sync(),
+        ],
+    ),
+]
+
+
+def _run_steps(host: str, port: int, steps: list[bytes]) -> list[Msg]:
+    with RawConn(host, port) as conn:
+        conn.login()
+        out: list[Msg] = []
+        for step in steps:
+            conn.send(step)
+            for _ in range(_count_ready(step)):
+                out += conn.read_until([b"Z"])
+        conn.send(rawpg.terminate())
+        return out
+
+
+@pytest.mark.parametrize(("name", "steps"), STEPS, ids=[s[0] for s in STEPS])
+def test_execute_chunks_identical_direct_and_proxied(
+    pg: PgCluster, proxy: ProxyProcess, name: str, steps: list[bytes]
+) -> None:
+    direct = _run_steps(pg.host, pg.port, steps)
+    proxied = _run_steps(proxy.host, proxy.port, steps)
+    assert proxied == direct
+    assert direct[-1].kind == b"Z"
+
+
+def test_execute_chunks_are_audited(proxy: ProxyProcess) -> None:
+    """Each Execute in a Bind..Sync chunk gets its statement record, with its names."""
+    _run_steps(proxy.host, proxy.port, STEPS[0][1])
+
+    def records() -> list[dict[str, Any]] | None:
+        found = [
+            r
+            for r in proxy.audit_records()
+            if r["event"] == "statement" and r.get("text") == "select $1::int4 * 2"
+        ]
+        return found if len(found) >= 3 else None
+
+    found = wait_until(records, what="three statement records")
+    assert [(r["statement_name"], r["portal"], r["command_tag"]) for r in found[-3:]] == [
+        ("s1", "", "SELECT 1"),
+        ("s1", "", "SELECT 1"),
+        ("s1", "p2", None),  # max_rows 1: PortalSuspended, no CommandComplete
+    ]
+    assert all(r["protocol"] == "extended" and r["sqlstate"] is None for r in found[-3:])
 
 
 def _both(pg: PgCluster, proxy: ProxyProcess, fn: Callable[[str], Any]) -> None:
