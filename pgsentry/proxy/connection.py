@@ -59,6 +59,7 @@ class ClientConnection(asyncio.Protocol):
     """The client side of one proxied session."""
 
     __slots__ = (
+        "_audit",
         "_early",
         "_hold_task",
         "_paused_for_audit",
@@ -80,6 +81,7 @@ class ClientConnection(asyncio.Protocol):
 
     def __init__(self, proxy: Proxy) -> None:
         self.proxy = proxy
+        self._audit = proxy.audit
         self.transport: asyncio.Transport | None = None
         self.upstream: asyncio.Transport | None = None
         self.session: Session | None = None
@@ -117,17 +119,34 @@ class ClientConnection(asyncio.Protocol):
         self.proxy.connections.add(self)
 
     def data_received(self, data: bytes) -> None:
+        session = self.session
+        upstream = self.upstream
         try:
-            session = self.session
-            if session is not None and self.upstream is not None:
-                session.client_data(data)
-                self._flush()
-            elif self.decoder is not None:
-                self._startup_data(data)
-            else:
-                self._early.append(data)
+            if session is None or upstream is None:
+                if self.decoder is not None:
+                    self._startup_data(data)
+                else:
+                    self._early.append(data)
+                return
+            session.client_data(data)
         except E.ProtocolError as exc:
             self._protocol_error("client", exc)
+            return
+        # The hot path: forward what the session queued; anything else goes through _flush.
+        out = session.to_server
+        if out:
+            if len(out) == 1:
+                upstream.write(out[0])
+            else:
+                upstream.writelines(out)
+            out.clear()
+        if (
+            session.to_client
+            or session.hold is not None
+            or session.terminated
+            or self._audit.congested
+        ):
+            self._flush()
 
     def eof_received(self) -> bool:
         return False
