@@ -1,19 +1,24 @@
 /* Native lexical shape key for pgsentry.analysis.lexical (see lexical.py for the rules).
  *
- * lexical_key(text) -> str | None. None when `text` has a character outside the lexical
- * alphabet (ASCII letters, digits, space, tab, CR, LF and _ , . ( ) = < > * + - ; ') or
- * contains "--". Otherwise `text` with every constant replaced by "?", exactly as the
- * Python twin's regular expression  '[^']*'|\b[0-9]+(?:\.[0-9]+)?\b  (re.ASCII) does:
- * a closed '...' string, or a run of digits with an optional .digits fraction that starts
- * and ends at a word boundary (word characters: letters, digits, underscore).
- * Two constants side by side ("??" in the key: '?' is not in the alphabet) make the key
- * ambiguous ('it''s' is one string to PostgreSQL, 1'a' is a syntax error), so such a text
- * has no key either. One pass to check, one to copy; no allocation besides the result.
+ * lexical_key(text) -> str | None. The text, read as tokens the way PostgreSQL's scanner
+ * reads them, with every constant replaced by "?":
+ *   '...'   a string whose characters are all in the lexical alphabet (so no quote of
+ *           either kind, no backslash)                        -> "?"
+ *   "..."   a quoted identifier of printable ASCII without ' -> kept as it is
+ *   a run of digits with an optional .digits fraction that starts and ends at a word
+ *   boundary (word characters: letters, digits, underscore)    -> "?"
+ *   any other character of the alphabet: ASCII letters, digits, space, tab, CR, LF and
+ *   _ , . ( ) = < > * + - ;                                    -> kept as it is
+ * None for anything else: a character outside the alphabet (outside quoted identifiers),
+ * a quote that is not closed, "--" anywhere, or two constants side by side ("??": '?' is
+ * not in the alphabet; 'it''s' is one string to PostgreSQL, 1'a' a syntax error).
+ * The regular expressions of the Python twin give the same result for every text.
+ * One pass; no allocation besides the result.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
-static unsigned char alphabet[256];
+static unsigned char alphabet[256]; /* outside quotes; the quote characters are not in it */
 static unsigned char word[256];
 
 static int
@@ -35,8 +40,8 @@ lexical_key(PyObject *self, PyObject *arg)
         Py_RETURN_NONE;
     const unsigned char *s = (const unsigned char *)PyUnicode_DATA(arg);
     Py_ssize_t n = PyUnicode_GET_LENGTH(arg);
-    for (Py_ssize_t i = 0; i < n; i++) {
-        if (!alphabet[s[i]] || (s[i] == '-' && i + 1 < n && s[i + 1] == '-'))
+    for (Py_ssize_t i = 0; i + 1 < n; i++) {
+        if (s[i] == '-' && s[i + 1] == '-')
             Py_RETURN_NONE;
     }
     char small[512];
@@ -47,20 +52,41 @@ lexical_key(PyObject *self, PyObject *arg)
 #define CONSTANT()                                                                         \
     do {                                                                                   \
         if (o > 0 && out[o - 1] == '?')                                                    \
-            goto ambiguous;                                                                \
+            goto none;                                                                     \
         out[o++] = '?';                                                                    \
     } while (0)
     while (i < n) {
         unsigned char c = s[i];
         if (c == '\'') {
-            const unsigned char *close = memchr(s + i + 1, '\'', (size_t)(n - i - 1));
-            if (close != NULL) {
-                CONSTANT();
-                i = (close - s) + 1;
-                continue;
+            Py_ssize_t j = i + 1;
+            while (j < n && s[j] != '\'') {
+                if (!alphabet[s[j]])
+                    goto none;
+                j++;
             }
+            if (j == n)
+                goto none;
+            CONSTANT();
+            i = j + 1;
+            continue;
         }
-        else if (is_digit(c) && (i == 0 || !word[s[i - 1]])) {
+        if (c == '"') {
+            Py_ssize_t j = i + 1;
+            while (j < n && s[j] != '"') {
+                if (s[j] < 0x20 || s[j] > 0x7e || s[j] == '\'')
+                    goto none;
+                j++;
+            }
+            if (j == n)
+                goto none;
+            memcpy(out + o, s + i, (size_t)(j + 1 - i));
+            o += j + 1 - i;
+            i = j + 1;
+            continue;
+        }
+        if (!alphabet[c])
+            goto none;
+        if (is_digit(c) && (i == 0 || !word[s[i - 1]])) {
             Py_ssize_t j = i;
             while (j < n && is_digit(s[j]))
                 j++;
@@ -83,15 +109,15 @@ lexical_key(PyObject *self, PyObject *arg)
         out[o++] = (char)c;
         i++;
     }
+#undef CONSTANT
     PyObject *result = PyUnicode_FromStringAndSize(out, o);
     if (out != small)
         PyMem_Free(out);
     return result;
-ambiguous:
+none:
     if (out != small)
         PyMem_Free(out);
     Py_RETURN_NONE;
-#undef CONSTANT
 }
 
 static PyMethodDef methods[] = {
@@ -107,7 +133,7 @@ PyInit__lexical(void)
     const char *letters = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_";
     for (const char *p = letters; *p; p++)
         alphabet[(unsigned char)*p] = word[(unsigned char)*p] = 1;
-    for (const char *p = " \t\n\r,.()=<>*+-;'"; *p; p++)
+    for (const char *p = " \t\n\r,.()=<>*+-;"; *p; p++)
         alphabet[(unsigned char)*p] = 1;
     return PyModule_Create(&module);
 }

@@ -15,13 +15,14 @@ Owns the public entry point, the caches and the fast path. Never raises.
    statements carry the normalized text (constants as $n, like pg_stat_statements) in
    `StatementFacts.text`, so the result is the same whether or not the shape was known.
 3. Lexical shapes, in front of (2): for texts made only of ASCII letters, digits, spaces,
-   tabs, newlines, `_ , . ( ) = < > * + - ;` and plain '...' strings (so no comments,
-   quoted identifiers, dollar quotes, escapes, `$n`, `?` or non-ASCII), `lexical.py` finds
-   the constant tokens, and replacing them with `?` gives a key that two
-   texts share only when they differ in constants alone (the same tokens otherwise, so the
-   same parse tree up to constant values; numbers that are not A_Const, such as typmods,
-   never change facts). A key is stored only for a text whose analysis went into the shape
-   cache, so a hit returns the Analysis (2) would, without parsing.
+   tabs, newlines, `_ , . ( ) = < > * + - ;`, plain '...' strings and "..." quoted
+   identifiers (so no comments, dollar quotes, escapes, `$n`, `?` or non-ASCII; the exact
+   rules are in `lexical.py`), `lexical_key` replaces the constant tokens with `?`, which
+   gives a key that two texts share only when they differ in constants alone (the same
+   tokens otherwise, so the same parse tree up to constant values; numbers that are not
+   A_Const, such as typmods, never change facts). A key is stored only for a text whose
+   analysis went into the shape cache, so a hit returns the Analysis (2) would, without
+   parsing.
 4. Full path: `extract.Run`.
 
 Must not know who is asking; policy reloads do not touch these caches (facts do not
