@@ -18,7 +18,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass, field, replace
 from enum import Enum
-from typing import Any, Protocol
+from typing import Protocol
 
 from pgsentry import metrics
 from pgsentry.audit.encode import members
@@ -257,11 +257,9 @@ class Session:
             pos = end
         if not found or found[-1][0] != _F_SYNC or found[-1][2] != n:
             return False
-        portals = self._portals
         for t, start, end in found:
             if t == _F_BIND:
-                portal, stmt = P.parse_bind_names(data[start:end])
-                portals[portal] = stmt
+                self._record_bind(data[start:end])
             elif t == _F_EXECUTE:
                 self._record_execute(data[start:end])
             else:
@@ -282,8 +280,7 @@ class Session:
                 continue
             # Bind, Execute and Sync first: they come with every execution of a statement.
             if t == _F_BIND:
-                portal, stmt = P.parse_bind_names(msg)
-                self._portals[portal] = stmt
+                self._record_bind(msg)
                 self._queue(msg)
             elif t == _F_EXECUTE:
                 self._on_execute(msg)
@@ -390,7 +387,7 @@ class Session:
         sql = P.parse_query(msg)
         verdict = self._judge(sql)
         if verdict.decision.action is Action.HOLD:
-            self._facts(verdict)  # the hold's notification carries them
+            verdict_facts(verdict)  # the hold's notification carries them
             self.hold = HoldRequest(sql, verdict, "simple", msg)
             return
         self._send_query(msg, sql, verdict)
@@ -447,7 +444,7 @@ class Session:
         name, sql = P.parse_parse(msg[5:])
         verdict = self._judge(sql)
         if verdict.decision.action is Action.HOLD:
-            self._facts(verdict)  # the hold's notification carries them
+            verdict_facts(verdict)  # the hold's notification carries them
             self.hold = HoldRequest(sql, verdict, "extended", msg)
             return
         self._send_parse(msg, name, sql, verdict)
@@ -475,12 +472,17 @@ class Session:
             decision=d.action.value,
             would=d.would.value if d.would else None,
             rule=d.rule,
-            facts=self._facts(verdict),
+            facts=verdict_facts(verdict),
         )
 
     def _on_execute(self, msg: bytes) -> None:
         self._record_execute(msg)
         self._queue(msg)
+
+    def _record_bind(self, msg: bytes) -> None:
+        """A Bind: remember which statement its portal runs."""
+        portal, stmt = P.parse_bind_names(msg)
+        self._portals[portal] = stmt
 
     def _record_execute(self, msg: bytes) -> None:
         """An Execute: the in-flight record of the statement behind its portal."""
@@ -493,10 +495,6 @@ class Session:
         analysis = verdict.analysis
         if analysis is not None and analysis.session_effects:
             self._note_effects(rec, sql, verdict)
-
-    @staticmethod
-    def _facts(verdict: Verdict) -> list[dict[str, Any]] | None:
-        return verdict_facts(verdict)
 
     # ------------------------------------------------------------------ refusals
     def _refusal(self, decision: Decision, outcome: str | None = None) -> bytes:
