@@ -4,19 +4,28 @@ Owns the FIFO of statements sent upstream and not yet answered, so each audit
 "statement" record gets its command tag, row count, SQLSTATE and duration. Batches
 are numbered: a simple Query, a FunctionCall or a Sync ends one, and every
 ReadyForQuery closes the oldest. No I/O; the caller emits the finished records.
+
+`Record` and `respond` (the per-response hot path) have a native twin in `_records.c`,
+built when a C compiler is there; `PyRecord` and `py_respond` are the reference versions
+and behave the same (tests/session/test_native_records.py).
 """
 
 from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Callable
 
 from pgsentry import metrics
-from pgsentry.audit.encode import members, statement_line
+from pgsentry.audit.encode import json_value, members, statement_line
 from pgsentry.session.decider import Verdict, audit_tail
 
+_F_COMMAND_COMPLETE = ord("C")
+_F_READY_FOR_QUERY = ord("Z")
+_ENDS_EXECUTE = (ord("I"), ord("s"))  # EmptyQueryResponse, PortalSuspended
 
-class Record:
+
+class PyRecord:
     """One statement on its way: a Query, an Execute, or a FunctionCall."""
 
     __slots__ = (
@@ -65,6 +74,10 @@ class Record:
         """
         duration = time.perf_counter() - self.started
         metrics.STATEMENT_DURATION.observe(duration)
+        return self._line(head, duration)
+
+    def _line(self, head: bytes, duration: float) -> bytes:
+        """The audit line for a statement that took `duration` seconds."""
         tails = audit_tail(self.verdict)
         if self.statement_name is None and self.hold_id is None:
             tail = tails[0]
@@ -86,22 +99,31 @@ class Record:
     def _extra_members(self, tails: tuple[bytes, bytes, bytes]) -> bytes:
         """The members after ``sqlstate`` in the documented order: decision, rule,
         statement_name, portal, would, facts, hold_id."""
-        names = (self.statement_name, self.portal)
-        between = _names_json.get(names)
-        if between is None:
-            fields: dict[str, object] = {}
-            if self.statement_name is not None:
-                fields["statement_name"] = self.statement_name
-            if self.portal is not None:
-                fields["portal"] = self.portal
-            between = b"," + members(**fields) if fields else b""
-            if len(_names_json) >= _NAMES_LIMIT:
-                _names_json.clear()
-            _names_json[names] = between
-        out = tails[1] + between + tails[2]
+        out = tails[1] + _names_member(self.statement_name, self.portal) + tails[2]
         if self.hold_id is not None:
-            out += b"," + members(hold_id=self.hold_id)
+            out += _hold_member(self.hold_id)
         return out
+
+
+def _names_member(statement_name: str | None, portal: str | None) -> bytes:
+    """``,"statement_name":..,"portal":..`` (either may be left out), cached."""
+    names = (statement_name, portal)
+    between = _names_json.get(names)
+    if between is None:
+        fields: dict[str, object] = {}
+        if statement_name is not None:
+            fields["statement_name"] = statement_name
+        if portal is not None:
+            fields["portal"] = portal
+        between = b"," + members(**fields) if fields else b""
+        if len(_names_json) >= _NAMES_LIMIT:
+            _names_json.clear()
+        _names_json[names] = between
+    return between
+
+
+def _hold_member(hold_id: str) -> bytes:
+    return b"," + members(hold_id=hold_id)
 
 
 _PROTOCOL_MEMBERS = {
@@ -137,7 +159,7 @@ class InFlight:
         head = q[0]
         head.tags.append(tag)
         last = tag.rpartition(" ")[2]  # 'INSERT 0 5' -> 5, 'SELECT 3' -> 3, 'CREATE TABLE'
-        if last.isdigit():
+        if last.isascii() and last.isdigit():
             head.rows = int(last) if head.rows is None else head.rows + int(last)
         if head.protocol == "extended":
             return q.popleft()
@@ -159,3 +181,82 @@ class InFlight:
         if head.protocol == "extended":
             return q.popleft()
         return None
+
+
+def py_respond(
+    data: bytes,
+    pos: int,
+    table: bytes,
+    inflight: InFlight,
+    head: bytes,
+    emit_line: Callable[[bytes], object],
+    emit_record: Callable[[Record], object],
+) -> tuple[int, bytes | None]:
+    """Walk the whole server messages of `data` from `pos` and bookkeep the common ones.
+
+    CommandComplete, ReadyForQuery, EmptyQueryResponse and PortalSuspended update
+    `inflight` (`table`: which types to look at; the others are walked over). A finished
+    record without session effects or a hold is audited here: its line (`head`: the
+    session's member) goes to `emit_line`; any other finished record to `emit_record`.
+    Stops at the first other inspected message, or an incomplete or malformed one.
+    Returns where it stopped and the last ReadyForQuery status seen (None if none).
+    Only for a session past authentication with no refusal markers pending.
+    """
+    n = len(data)
+    status = None
+    queue = inflight.queue
+    while pos + 5 <= n:
+        t = data[pos]
+        length = int.from_bytes(data[pos + 1 : pos + 5], "big")
+        end = pos + 1 + length
+        if length < 4 or end > n:
+            break
+        if table[t]:
+            if t == _F_COMMAND_COMPLETE:
+                rec = inflight.add_tag(data[pos + 5 : end].rstrip(b"\0").decode("utf-8", "replace"))
+                if rec is not None:
+                    _finish(rec, head, emit_line, emit_record)
+            elif t == _F_READY_FOR_QUERY:
+                status = data[pos + 5 : min(pos + 6, end)]
+                inflight.done_batches += 1
+                done = inflight.done_batches
+                while queue and queue[0].batch <= done:
+                    _finish(queue.popleft(), head, emit_line, emit_record)
+            elif t in _ENDS_EXECUTE:
+                rec = inflight.end_execute()
+                if rec is not None:
+                    _finish(rec, head, emit_line, emit_record)
+            else:
+                break
+        pos = end
+    return pos, status
+
+
+def _finish(
+    rec: Record,
+    head: bytes,
+    emit_line: Callable[[bytes], object],
+    emit_record: Callable[[Record], object],
+) -> None:
+    if rec.effects or rec.hold_id is not None:
+        emit_record(rec)
+    else:
+        emit_line(rec.audit_line(head))
+
+
+Record: type[PyRecord]
+respond: Callable[..., tuple[int, bytes | None]]
+try:
+    from pgsentry.session import _records
+except ImportError:  # no C compiler at install time: same behaviour, slower
+    Record = PyRecord
+    respond = py_respond
+    NATIVE = False
+else:
+    _records._setup(
+        audit_tail, _names_member, _hold_member, json_value, _PROTOCOL_MEMBERS,
+        metrics.STATEMENT_DURATION,
+    )
+    Record = _records.Record
+    respond = _records.respond
+    NATIVE = True

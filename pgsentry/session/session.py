@@ -24,7 +24,7 @@ from pgsentry import metrics
 from pgsentry.audit.encode import members
 from pgsentry.policy.decision import Action, Decision, Principal
 from pgsentry.session.decider import SessionDecider, Verdict, verdict_facts
-from pgsentry.session.records import InFlight, Record
+from pgsentry.session.records import InFlight, Record, respond
 from pgsentry.wire import errors as E
 from pgsentry.wire import protocol as P
 from pgsentry.wire.scan import scan, type_table
@@ -43,11 +43,7 @@ _F_QUERY = P.F_QUERY
 _F_BIND = P.F_BIND
 _F_EXECUTE = P.F_EXECUTE
 _F_SYNC = P.F_SYNC
-_B_COMMAND_COMPLETE = P.B_COMMAND_COMPLETE
-_B_READY_FOR_QUERY = P.B_READY_FOR_QUERY
 _B_PARAMETER_STATUS = P.B_PARAMETER_STATUS
-_B_EMPTY_QUERY = P.B_EMPTY_QUERY
-_B_PORTAL_SUSPENDED = P.B_PORTAL_SUSPENDED
 _OUTCOME_SQLSTATE = {"denied": E.INSUFFICIENT_PRIVILEGE, "cancelled": E.QUERY_CANCELED}
 
 
@@ -651,30 +647,29 @@ class Session:
 
         Returns where it stopped: at the end, at an incomplete message (the walker then
         takes over), or at a message that may be rewritten or is malformed. This is the
-        hot path of every response, so its common cases are written out here.
+        hot path of every response: `respond` (native when built) bookkeeps and audits
+        CommandComplete and ReadyForQuery; ParameterStatus is handled here.
         """
+        if self.phase is not Phase.READY or self._markers:
+            return 0  # the general path: authentication, or refusals to substitute
+        head = self._audit_head
+        if not head:
+            head = self._audit_head = members(session_id=self.session_id)
         n = len(data)
         pos = 0
-        inflight = self._inflight
         while True:
-            pos, t, length = scan(data, pos, _SERVER_TABLE)
+            pos, status = respond(
+                data, pos, _SERVER_TABLE, self._inflight, head, self.audit.emit_line, self._emit
+            )
+            if status is not None:
+                self.status = status
+            if pos + 5 > n or data[pos] != _B_PARAMETER_STATUS:
+                return pos
+            length = _unpack_len(data, pos + 1)[0]
             end = pos + 1 + length
-            if t < 0 or end > n:
-                return pos  # incomplete or malformed: the walker takes over from here
-            if t == _B_COMMAND_COMPLETE:
-                rec = inflight.add_tag(data[pos + 5 : end].rstrip(b"\0").decode("utf-8", "replace"))
-                if rec is not None:
-                    self._emit(rec)
-            elif t == _B_READY_FOR_QUERY:
-                self._on_ready(data[pos + 5 : min(pos + 6, end)])
-            elif t == _B_PARAMETER_STATUS:
-                self._on_parameter_status(data[pos:end])
-            elif t in (_B_EMPTY_QUERY, _B_PORTAL_SUSPENDED):
-                rec = inflight.end_execute()
-                if rec is not None:
-                    self._emit(rec)
-            else:
-                return pos  # ErrorResponse, Authentication, BackendKeyData, invalid type...
+            if length < 4 or end > n:
+                return pos
+            self._on_parameter_status(data[pos:end])
             pos = end
 
     def _on_ready(self, status: bytes) -> None:

@@ -9,21 +9,26 @@ import pytest
 from pgsentry.audit import members
 from pgsentry.policy.decision import Action, Decision
 from pgsentry.session.decider import Verdict
-from pgsentry.session.records import Record
+from pgsentry.session.records import PyRecord, Record
 
 HEAD = members(session_id="s-1")
 FACTS = [{"kind": "delete", "relations": ["public.t"], "where": "none"}]
+IMPLEMENTATIONS = pytest.mark.parametrize("make", [Record, PyRecord], ids=["native", "python"])
 
 
+@IMPLEMENTATIONS
 @pytest.mark.parametrize("hold_id", [None, "h-7"])
 @pytest.mark.parametrize("names", [(None, None), ("s1", ""), ("", "p\udcff")])
 @pytest.mark.parametrize("would", [None, Action.DENY])
 def test_keys_come_in_the_documented_order(
-    hold_id: str | None, names: tuple[str | None, str | None], would: Action | None
+    make: type[PyRecord],
+    hold_id: str | None,
+    names: tuple[str | None, str | None],
+    would: Action | None,
 ) -> None:
     verdict = Verdict(Decision(Action.ALLOW, "r1", would=would), None, FACTS)
-    rec = Record("extended", "DELETE FROM t", verdict, 1, *names)
-    rec.tags += ["DELETE 3", "SELECT 2"]
+    rec = make("extended", "DELETE FROM t", verdict, 1, *names)
+    rec.tags.extend(["DELETE 3", "SELECT 2"])
     rec.rows = 5
     rec.hold_id = hold_id
     record = json.loads(rec.audit_line(HEAD))
@@ -46,14 +51,15 @@ def test_keys_come_in_the_documented_order(
         assert record["hold_id"] == hold_id
 
 
-def test_tail_is_built_once_per_verdict() -> None:
+@IMPLEMENTATIONS
+def test_tail_is_built_once_per_verdict(make: type[PyRecord]) -> None:
     verdict = Verdict(Decision(Action.DENY, "no-drop"), None, None)
-    first = Record("simple", "DROP TABLE t", verdict, 1)
+    first = make("simple", "DROP TABLE t", verdict, 1)
     first.sqlstate = "42501"
     line = first.audit_line(HEAD)
     assert verdict.audit_tail is not None
     cached = verdict.audit_tail
-    second = Record("simple", "DROP TABLE u", verdict, 2)
+    second = make("simple", "DROP TABLE u", verdict, 2)
     second.audit_line(HEAD)
     assert verdict.audit_tail is cached
     record = json.loads(line)

@@ -1,0 +1,228 @@
+"""The native Record and respond (session/_records.c) and their Python twins agree."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pgsentry import metrics
+from pgsentry.audit import members
+from pgsentry.policy.decision import Action, Decision
+from pgsentry.session import records as R
+from pgsentry.session.decider import Verdict
+from pgsentry.session.session import _SERVER_TABLE
+from pgsentry.wire import protocol as P
+
+HEAD = members(session_id="s-1")
+ANY_TEXT = st.text(st.characters(exclude_categories=()), max_size=30)  # lone surrogates too
+NAMES = st.one_of(st.none(), ANY_TEXT)
+VERDICTS = st.builds(
+    lambda action, rule, would, facts: Verdict(Decision(action, rule, would=would), None, facts),
+    st.sampled_from(Action),
+    st.one_of(st.none(), st.sampled_from(["r1", "no-drop", 'q"\\'])),
+    st.one_of(st.none(), st.sampled_from(Action)),
+    st.one_of(st.none(), st.just([{"kind": "delete", "relations": ["public.t"]}])),
+)
+TAGS = st.lists(
+    st.one_of(st.sampled_from(["SELECT 1", "INSERT 0 5", "CREATE TABLE", "UPDATE 7"]), ANY_TEXT),
+    max_size=3,
+)
+ROWS = st.one_of(st.none(), st.integers(0, 2**70))
+
+
+def test_native_records_are_built() -> None:
+    # make test installs with a C compiler present; a silent fallback would hide a slow path
+    assert R.NATIVE and R.Record is not R.PyRecord
+
+
+def _pair(protocol: str, text: str, verdict: Verdict, batch: int, names: tuple[Any, Any]) -> Any:
+    return R.PyRecord(protocol, text, verdict, batch, *names), R.Record(
+        protocol, text, verdict, batch, *names
+    )
+
+
+@settings(max_examples=1500)
+@given(
+    st.sampled_from(["simple", "extended", "function_call"]),
+    ANY_TEXT,
+    VERDICTS,
+    st.tuples(NAMES, NAMES),
+    TAGS,
+    ROWS,
+    st.one_of(st.none(), ANY_TEXT),
+    st.one_of(st.none(), ANY_TEXT),
+    st.floats(0, 4e9),
+    st.floats(0, 1e5),
+)
+def test_audit_line_equals_python_twin(
+    protocol: str,
+    text: str,
+    verdict: Verdict,
+    names: tuple[str | None, str | None],
+    tags: list[str],
+    rows: int | None,
+    sqlstate: str | None,
+    hold_id: str | None,
+    wall: float,
+    duration: float,
+) -> None:
+    lines = []
+    for rec in _pair(protocol, text, verdict, 1, names):
+        rec.wall = wall
+        rec.tags.extend(tags)
+        rec.rows = rows
+        rec.sqlstate = sqlstate
+        rec.hold_id = hold_id
+        lines.append(rec._line(HEAD, duration))
+    assert lines[0] == lines[1]
+    json.loads(lines[1])
+
+
+def test_audit_line_observes_the_duration() -> None:
+    hist = metrics.STATEMENT_DURATION
+    for rec in _pair("simple", "SELECT 1", Verdict(Decision(Action.ALLOW), None, None), 1, ()):
+        before, total = sum(hist.counts), hist.sum
+        rec.started -= 0.25
+        record = json.loads(rec.audit_line(HEAD))
+        assert sum(hist.counts) == before + 1
+        assert 0.25 <= hist.sum - total < 5
+        assert 250 <= record["duration_ms"] < 5000
+        assert record["command_tag"] is None and record["rows"] is None
+
+
+def test_record_fields_start_empty() -> None:
+    rec = R.Record("extended", "SELECT $1", None, 3, "s1", "p1")
+    assert (rec.protocol, rec.text, rec.batch, rec.statement_name, rec.portal) == (
+        "extended",
+        "SELECT $1",
+        3,
+        "s1",
+        "p1",
+    )
+    assert rec.tags == [] and rec.rows is None and rec.sqlstate is None
+    assert rec.hold_id is None and rec.effects == ()
+    assert 0 < rec.started and 1e9 < rec.wall
+
+
+@pytest.mark.parametrize(
+    "args",
+    [(), ("simple", "x", None), ("simple", "x", None, "1"), (1, "x", None, 1), ("s",) * 7],
+)
+def test_record_rejects_bad_arguments(args: tuple[Any, ...]) -> None:
+    with pytest.raises(TypeError):
+        R.Record(*args)
+
+
+# ------------------------------------------------------------------ respond
+
+MASK = re.compile(rb'"ts":"[^"]*"|"duration_ms":[0-9.]+')
+
+
+def _server_message(kind: str, value: Any) -> bytes:
+    if kind == "C":
+        return P.message(b"C", value.encode("utf-8", "surrogatepass") + b"\0")
+    if kind == "Z":
+        return P.message(b"Z", value)
+    if kind == "S":
+        return P.message(b"S", b"application_name\0x\0")
+    if kind == "bad":
+        return b"D\0\0\0\x02"
+    return P.message(kind.encode(), value)
+
+
+SERVER_MESSAGES = st.one_of(
+    st.tuples(st.just("C"), TAGS.map(lambda tags: tags[0] if tags else "")),
+    st.tuples(st.just("Z"), st.sampled_from([b"I", b"T", b"E", b"", b"IX"])),
+    st.tuples(st.sampled_from(["I", "s", "S", "T", "D", "E", "1", "2", "n", "bad"]), st.binary(max_size=6)),
+)
+UNITS = st.lists(
+    st.tuples(
+        st.sampled_from(["simple", "extended", "function_call"]),
+        st.integers(1, 3),  # records in the batch (one unless extended)
+        st.sampled_from(["plain", "effects", "hold"]),
+    ),
+    max_size=6,
+)
+
+
+def _inflight(make: Callable[..., Any], units: list[tuple[str, int, str]]) -> R.InFlight:
+    inflight = R.InFlight()
+    verdict = Verdict(Decision(Action.ALLOW, "r1"), None, None)
+    for i, (protocol, count, extra) in enumerate(units):
+        for j in range(count if protocol == "extended" else 1):
+            names = ("s", "") if protocol == "extended" else ()
+            rec = make(protocol, f"unit {i}.{j}", verdict, i + 1, *names)
+            rec.wall = 1.7e9 + i
+            if extra == "effects":
+                rec.effects = (("prepare", "p"),)
+            elif extra == "hold":
+                rec.hold_id = f"h-{i}"
+            inflight.queue.append(rec)
+    inflight.sent_batches = len(units)
+    return inflight
+
+
+@settings(max_examples=1500)
+@given(UNITS, st.lists(SERVER_MESSAGES, max_size=12), st.integers(0, 10_000), st.integers(0, 3))
+def test_respond_equals_python_twin(
+    units: list[tuple[str, int, str]],
+    messages: list[tuple[str, Any]],
+    cut: int,
+    start: int,
+) -> None:
+    data = b"".join(_server_message(kind, value) for kind, value in messages)
+    data = data[: cut % (len(data) + 1)]
+    start = min(start, len(data))
+    outcomes = []
+    for make, respond in ((R.PyRecord, R.py_respond), (R.Record, R.respond)):
+        inflight = _inflight(make, units)
+        lines: list[bytes] = []
+        others: list[str] = []
+        observed = sum(metrics.STATEMENT_DURATION.counts)
+        result = respond(
+            data,
+            start,
+            _SERVER_TABLE,
+            inflight,
+            HEAD,
+            lambda line: lines.append(MASK.sub(b"", line)),
+            lambda rec: others.append(rec.text),
+        )
+        left = [(r.text, r.tags, r.rows) for r in inflight.queue]
+        observed = sum(metrics.STATEMENT_DURATION.counts) - observed
+        outcomes.append((result, lines, others, inflight.done_batches, left, observed))
+    assert outcomes[0] == outcomes[1]
+    assert outcomes[1][-1] == len(outcomes[1][1])  # one observation per audit line
+
+
+def test_respond_rejects_bad_arguments() -> None:
+    inflight = R.InFlight()
+    args: list[Any] = [b"", 0, _SERVER_TABLE, inflight, HEAD, print, print]
+    for i, bad in ((0, "text"), (1, -1), (2, b"short"), (1, "0")):
+        wrong = list(args)
+        wrong[i] = bad
+        with pytest.raises((TypeError, ValueError)):
+            R.respond(*wrong)
+    with pytest.raises(TypeError):
+        R.respond(*args[:6])
+    inflight.queue.append(object())  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        R.respond(P.message(b"C", b"SELECT 1\0"), 0, _SERVER_TABLE, inflight, HEAD, print, print)
+
+
+def test_respond_passes_on_callback_errors() -> None:
+    inflight = _inflight(R.Record, [("simple", 1, "plain")])
+
+    def fail(line: bytes) -> None:
+        raise RuntimeError("sink closed")
+
+    data = P.message(b"C", b"SELECT 1\0") + P.ready_for_query(b"I")
+    with pytest.raises(RuntimeError, match="sink closed"):
+        R.respond(data, 0, _SERVER_TABLE, inflight, HEAD, fail, print)
+    assert not inflight.queue and inflight.done_batches == 1
