@@ -13,7 +13,7 @@ import signal
 import ssl
 import sys
 
-from pgsentry import metrics
+from pgsentry import metrics, native
 from pgsentry.admin.app import create_admin_app, start_admin
 from pgsentry.admin.webhooks import WebhookNotifier, WebhookTarget
 from pgsentry.audit import open_audit_log
@@ -153,6 +153,7 @@ async def serve(settings: Settings) -> int:
         target.display,
         policy.generation,
     )
+    log.info(native.summary())
 
     stop = asyncio.Event()
 

@@ -31,6 +31,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+from pgsentry import native
+
 _ALPHABET = r"A-Za-z0-9_ \t\n\r,.()=<>*+\-;"
 # The whole text as tokens, each taken greedily and never given back (atomic group,
 # possessive repeat), as the C version reads it.
@@ -51,12 +53,8 @@ def py_lexical_key(text: str) -> str | None:
     return None if "??" in key else key
 
 
-lexical_key: Callable[[str], str | None]
-try:
-    from pgsentry.analysis._lexical import lexical_key as _native
-except ImportError:  # pragma: no cover - no C compiler when the package was installed
-    lexical_key = py_lexical_key
-    NATIVE = False
-else:
-    lexical_key = _native
-    NATIVE = True
+_native = native.load("pgsentry.analysis._lexical")
+lexical_key: Callable[[str], str | None] = (
+    py_lexical_key if _native is None else _native.lexical_key
+)
+NATIVE = _native is not None

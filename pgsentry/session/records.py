@@ -15,8 +15,9 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from pgsentry import metrics
+from pgsentry import metrics, native
 from pgsentry.audit.encode import json_value, members, statement_line
 from pgsentry.session.decider import Verdict, audit_tail
 
@@ -244,19 +245,20 @@ def _finish(
         emit_line(rec.audit_line(head))
 
 
-Record: type[PyRecord]
-respond: Callable[..., tuple[int, bytes | None]]
-try:
-    from pgsentry.session import _records
-except ImportError:  # no C compiler at install time: same behaviour, slower
-    Record = PyRecord
-    respond = py_respond
-    NATIVE = False
-else:
-    _records._setup(
-        audit_tail, _names_member, _hold_member, json_value, _PROTOCOL_MEMBERS,
+_native = native.load("pgsentry.session._records")
+if _native is not None:
+    _native._setup(
+        audit_tail,
+        _names_member,
+        _hold_member,
+        json_value,
+        _PROTOCOL_MEMBERS,
         metrics.STATEMENT_DURATION,
     )
-    Record = _records.Record
-    respond = _records.respond
-    NATIVE = True
+NATIVE = _native is not None
+if TYPE_CHECKING:
+    Record = PyRecord
+    respond = py_respond
+else:
+    Record = PyRecord if _native is None else _native.Record
+    respond = py_respond if _native is None else _native.respond

@@ -15,6 +15,8 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable, Iterable
 
+from pgsentry import native
+
 PASS = 0
 INSPECT = 1
 INVALID = 2
@@ -48,12 +50,8 @@ def py_scan(data: bytes, pos: int, table: bytes) -> tuple[int, int, int]:
     return pos, -1, 0
 
 
-scan: Callable[[bytes, int, bytes], tuple[int, int, int]]
-try:
-    from pgsentry.wire._scan import scan as _native_scan
-except ImportError:  # no C compiler at install time: same behaviour, slower
-    scan = py_scan
-    NATIVE = False
-else:
-    scan = _native_scan
-    NATIVE = True
+_native = native.load("pgsentry.wire._scan")
+scan: Callable[[bytes, int, bytes], tuple[int, int, int]] = (
+    py_scan if _native is None else _native.scan
+)
+NATIVE = _native is not None

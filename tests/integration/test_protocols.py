@@ -15,13 +15,26 @@ import asyncpg
 import psycopg
 import pytest
 
+from pgsentry import native
 from pgsentry.devtools import PgCluster, ProxyProcess
 from pgsentry.devtools.proxyproc import wait_until
+from pgsentry.devtools.testkit import ProxyFactory
 
 from . import rawpg
 from .rawpg import Msg, RawConn
 
 pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture(scope="module", params=["c-extensions", "pure-python"])
+def proxy(request: pytest.FixtureRequest, module_proxy_factory: ProxyFactory) -> ProxyProcess:
+    """Every test here runs against both builds: the C extensions and their Python twins
+    (what an install without a C compiler runs)."""
+    pure = request.param == "pure-python"
+    started = module_proxy_factory(env={native.DISABLE_VARIABLE: "1"} if pure else {})
+    expected = "pure Python (PGSENTRY_NO_EXTENSIONS is set)" if pure else "C extensions in use: p"
+    wait_until(lambda: expected in started.stderr, timeout=10, what="the extensions log line")
+    return started
 
 
 def test_simple_query_multi_statement(proxy: ProxyProcess) -> None:
