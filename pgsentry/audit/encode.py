@@ -113,7 +113,7 @@ def members(**fields: object) -> bytes:
 
 
 _STATEMENT = (
-    b'{"ts":"%s%06dZ","event":"statement",%s%s,"text":%s,"started_at":%s,"duration_ms":%d.%03d,'
+    b'{"ts":"%s%06dZ","event":"statement",%s%s,"text":%s,"started_at":%d.%06d,"duration_ms":%d.%03d,'
     b'"command_tag":%s,"rows":%s,"sqlstate":%s%s}\n'
 )
 _small: dict[str | None, bytes] = {None: b"null"}  # command tags and SQLSTATEs repeat
@@ -143,8 +143,8 @@ def statement_line(
 
     `head` and `protocol` hold the members before ``text`` (``"session_id":..`` and
     ``,"protocol":..``); `tail` the members after ``sqlstate``, each preceded by a comma.
-    ``duration_ms`` has microsecond precision, like ``ts``. (Formatted by hand: float repr
-    and round(x, 3) cost more here than everything else together.)
+    ``started_at`` (Unix seconds) and ``duration_ms`` have microsecond precision, like ``ts``.
+    (Formatted by hand: float repr and round(x, 3) cost more here than everything else.)
     """
     seconds, fraction = divmod(round((started_at + duration) * 1_000_000), 1_000_000)
     cached_seconds, prefix = _ts_cache
@@ -155,13 +155,15 @@ def statement_line(
     except TypeError:  # lone surrogates: the stdlib's encoding, as in serialize()
         text_json = json_value(text)
     micros = round(duration * 1_000_000)
+    started_s, started_us = divmod(round(started_at * 1_000_000), 1_000_000)
     return _STATEMENT % (
         prefix,
         fraction,
         head,
         protocol,
         text_json,
-        orjson.dumps(started_at),
+        started_s,
+        started_us,
         micros // 1000,
         micros % 1000,
         _small_json(command_tag),

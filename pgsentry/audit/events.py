@@ -37,8 +37,9 @@ Statement events (pgsentry.session)
 statement finishes (CommandComplete, ErrorResponse or its refusal):
     ``session_id``; ``protocol`` (``"simple"`` | ``"extended"`` | ``"function_call"``);
     ``text`` (Query text, or the Parse text behind the portal); ``started_at`` (Unix time in
-    seconds, float); ``duration_ms`` (until CommandComplete/ErrorResponse); ``command_tag``
-    (e.g. ``"DELETE 3"``; tags of a multi-statement Query joined with ``"; "``; null if none);
+    seconds, microsecond precision); ``duration_ms`` (until CommandComplete/ErrorResponse);
+    ``command_tag`` (e.g. ``"DELETE 3"``; tags of a multi-statement Query joined with ``"; "``;
+    null if none);
     ``rows`` (int or null); ``sqlstate`` (null on success; ``42501`` for a refusal);
     ``decision`` (``"allow"`` | ``"deny"`` | ``"hold"``); ``rule`` (id of the deciding rule, or
     ``"default"``). Present only when they apply: ``statement_name`` and ``portal`` (extended

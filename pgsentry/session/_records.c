@@ -254,12 +254,22 @@ buf_put_json_opt_str(Buf *b, PyObject *s)
     return buf_put_json_str(b, s);
 }
 
+/* A decimal integer, zero-padded to `width` digits (what "%0*lld" writes, without printf). */
 static int
-buf_printf_ll(Buf *b, long long v)
+buf_put_int(Buf *b, long long v, int width)
 {
-    char tmp[32];
-    int n = snprintf(tmp, sizeof tmp, "%lld", v);
-    return buf_put(b, tmp, n);
+    char tmp[24];
+    char *end = tmp + sizeof tmp, *p = end;
+    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+    do {
+        *--p = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    while (end - p < width)
+        *--p = '0';
+    if (v < 0)
+        *--p = '-';
+    return buf_put(b, p, end - p);
 }
 
 /* Python's round(): to nearest, ties to even (the default rounding mode). */
@@ -306,31 +316,6 @@ buf_put_ts_prefix(Buf *b, long long seconds)
         ts_cached_seconds = seconds;
     }
     return buf_put(b, ts_prefix, ts_prefix_len);
-}
-
-/* A float as orjson writes it. Between 1e-4 and 1e16 that is Python's repr (a test
- * checks this); elsewhere orjson's exponent format differs, so orjson is asked. */
-static int
-buf_put_float(Buf *b, double x)
-{
-    if (x == 0.0 || (fabs(x) >= 1e-4 && fabs(x) < 1e16)) {
-        char *repr = PyOS_double_to_string(x, 'r', 0, Py_DTSF_ADD_DOT_0, NULL);
-        if (repr == NULL)
-            return -1;
-        int rc = buf_put(b, repr, (Py_ssize_t)strlen(repr));
-        PyMem_Free(repr);
-        return rc;
-    }
-    PyObject *value = PyFloat_FromDouble(x);
-    if (value == NULL)
-        return -1;
-    PyObject *encoded = PyObject_CallOneArg(json_value_fn, value);
-    Py_DECREF(value);
-    if (encoded == NULL)
-        return -1;
-    int rc = buf_put_bytes(b, encoded);
-    Py_DECREF(encoded);
-    return rc;
 }
 
 /* decider.audit_tail(verdict), read straight from the verdict when it is built. */
@@ -488,26 +473,24 @@ line_for(RecordObject *rec, PyObject *head, double duration)
     Buf b = {.p = NULL, .len = 0, .cap = sizeof b.local};
     b.p = b.local;
     PyObject *result = NULL;
-    long long stamp, seconds, fraction, micros, millis, rest;
+    long long stamp, seconds, fraction, micros, millis, rest, started, started_s, started_us;
     if (round_even((rec->wall + duration) * 1000000.0, &stamp) < 0 ||
-        round_even(duration * 1000000.0, &micros) < 0)
+        round_even(duration * 1000000.0, &micros) < 0 ||
+        round_even(rec->wall * 1000000.0, &started) < 0)
         return NULL;
     floor_divmod(stamp, 1000000, &seconds, &fraction);
     floor_divmod(micros, 1000, &millis, &rest);
-    char tmp[64];
-    int n;
-    if (PUT_LIT(&b, "{\"ts\":\"") < 0 || buf_put_ts_prefix(&b, seconds) < 0)
-        goto done;
-    n = snprintf(tmp, sizeof tmp, "%06lldZ\",\"event\":\"statement\",", fraction);
-    if (buf_put(&b, tmp, n) < 0 || buf_put_bytes(&b, head) < 0 ||
-        buf_put_bytes(&b, protocol) < 0 || PUT_LIT(&b, ",\"text\":") < 0 ||
-        buf_put_json_str(&b, rec->text) < 0 || PUT_LIT(&b, ",\"started_at\":") < 0)
-        goto done;
-    if (buf_put_float(&b, rec->wall) < 0)
-        goto done;
+    floor_divmod(started, 1000000, &started_s, &started_us);
     int put;
-    n = snprintf(tmp, sizeof tmp, ",\"duration_ms\":%lld.%03lld,\"command_tag\":", millis, rest);
-    if (buf_put(&b, tmp, n) < 0 || buf_put_command_tag(&b, rec->tags) < 0 ||
+    if (PUT_LIT(&b, "{\"ts\":\"") < 0 || buf_put_ts_prefix(&b, seconds) < 0 ||
+        buf_put_int(&b, fraction, 6) < 0 || PUT_LIT(&b, "Z\",\"event\":\"statement\",") < 0 ||
+        buf_put_bytes(&b, head) < 0 || buf_put_bytes(&b, protocol) < 0 ||
+        PUT_LIT(&b, ",\"text\":") < 0 || buf_put_json_str(&b, rec->text) < 0 ||
+        PUT_LIT(&b, ",\"started_at\":") < 0 || buf_put_int(&b, started_s, 0) < 0 ||
+        PUT_LIT(&b, ".") < 0 || buf_put_int(&b, started_us, 6) < 0 ||
+        PUT_LIT(&b, ",\"duration_ms\":") < 0 || buf_put_int(&b, millis, 0) < 0 ||
+        PUT_LIT(&b, ".") < 0 || buf_put_int(&b, rest, 3) < 0 ||
+        PUT_LIT(&b, ",\"command_tag\":") < 0 || buf_put_command_tag(&b, rec->tags) < 0 ||
         PUT_LIT(&b, ",\"rows\":") < 0)
         goto done;
     if (rec->rows == Py_None) {
@@ -531,7 +514,7 @@ line_for(RecordObject *rec, PyObject *head, double duration)
             if (put < 0)
                 goto done;
         }
-        else if (buf_printf_ll(&b, rows) < 0)
+        else if (buf_put_int(&b, rows, 0) < 0)
             goto done;
     }
     if (PUT_LIT(&b, ",\"sqlstate\":") < 0 || buf_put_json_opt_str(&b, rec->sqlstate) < 0 ||

@@ -27,6 +27,7 @@ from pgsentry.session.decider import SessionDecider, Verdict, verdict_facts
 from pgsentry.session.records import InFlight, Record, respond
 from pgsentry.wire import errors as E
 from pgsentry.wire import protocol as P
+from pgsentry.wire.protocol import parse_query
 from pgsentry.wire.scan import scan, type_table
 from pgsentry.wire.startup import StartupMessage
 from pgsentry.wire.walker import Item, MessageWalker
@@ -380,27 +381,34 @@ class Session:
                     self._statements.clear()
 
     def _on_query(self, msg: bytes) -> None:
-        sql = P.parse_query(msg)
-        verdict = self._judge(sql)
-        if verdict.decision.action is Action.HOLD:
-            verdict_facts(verdict)  # the hold's notification carries them
-            self.hold = HoldRequest(sql, verdict, "simple", msg)
-            return
-        self._send_query(msg, sql, verdict)
+        """A Query: judge its text, then forward it, refuse it, or stop at a hold.
 
-    def _send_query(self, msg: bytes, sql: str, verdict: Verdict) -> None:
-        decision = verdict.decision
-        if decision.action is not Action.ALLOW:
-            self._send_unit("simple", msg, sql, verdict, self._refusal(decision))
-            return
-        inflight = self._inflight  # the allowed Query, inlined: the hot path
-        rec = Record("simple", sql, verdict, inflight.sent_batches + 1)
-        inflight.queue.append(rec)
-        self.to_server.append(msg)
-        inflight.sent_batches += 1
+        The hot path of the simple protocol, so `_judge` and `count_decision` are written out.
+        """
+        sql = parse_query(msg)
+        assert self._principals is not None
+        verdict = self.decider.decide(sql, self._principals[self.status != b"I"], self.scs)
         analysis = verdict.analysis
         if analysis is not None and analysis.session_effects:
-            self._note_effects(rec, sql, verdict)
+            verdict = self._session_effects(sql, verdict)
+        labels = verdict.labels
+        if labels is None:
+            labels = decision_labels(verdict)
+        _STATEMENT_COUNTS[labels] = _STATEMENT_COUNTS.get(labels, 0) + 1
+        action = verdict.decision.action
+        if action is Action.ALLOW:
+            inflight = self._inflight
+            rec = Record("simple", sql, verdict, inflight.sent_batches + 1)
+            inflight.queue.append(rec)
+            self.to_server.append(msg)
+            inflight.sent_batches += 1
+            if analysis is not None and analysis.session_effects:
+                self._note_effects(rec, sql, verdict)
+        elif action is Action.HOLD:
+            verdict_facts(verdict)  # the hold's notification carries them
+            self.hold = HoldRequest(sql, verdict, "simple", msg)
+        else:
+            self._send_unit("simple", msg, sql, verdict, self._refusal(verdict.decision))
 
     def _send_unit(
         self, protocol: str, msg: bytes, text: str, verdict: Verdict, refusal: bytes
@@ -793,10 +801,20 @@ def count_decision(verdict: Verdict) -> None:
     """pgsentry_statements_total{decision, rule} (the labels are kept on the verdict)."""
     labels = verdict.labels
     if labels is None:
-        d = verdict.decision
-        label = d.action.value if d.would is None else f"shadow_{d.would.value}"
-        labels = verdict.labels = (label, d.rule or metrics.NO_RULE)
+        labels = decision_labels(verdict)
     metrics.STATEMENTS.inc(labels)
+
+
+def decision_labels(verdict: Verdict) -> tuple[str, str]:
+    """The verdict's pgsentry_statements_total labels, computed once and kept on it."""
+    d = verdict.decision
+    label = d.action.value if d.would is None else f"shadow_{d.would.value}"
+    labels = verdict.labels = (label, d.rule or metrics.NO_RULE)
+    return labels
+
+
+# The counter's values, updated in place on the Query hot path (HotPathCounter.inc inlined).
+_STATEMENT_COUNTS = metrics.STATEMENTS.values
 
 
 def _severity(decision: Decision) -> int:

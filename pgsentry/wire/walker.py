@@ -29,7 +29,7 @@ class MessageWalker:
     5-byte header. Concatenating all items reproduces the input exactly.
     """
 
-    __slots__ = ("_max", "_partial", "_partial_need", "_skip", "_table")
+    __slots__ = ("_max", "_partial", "_partial_need", "_skip", "_table", "at_boundary")
 
     def __init__(
         self,
@@ -45,13 +45,15 @@ class MessageWalker:
         self._skip = 0  # bytes still to pass through of a message being streamed
         self._partial: list[bytes] = []  # pieces of an incomplete header / inspected message
         self._partial_need = 0  # total bytes of that message (0 = header still incomplete)
-
-    @property
-    def at_boundary(self) -> bool:
-        """True when no message is half-received."""
-        return self._skip == 0 and not self._partial
+        #: True when no message is half-received (an attribute: read for every chunk).
+        self.at_boundary = True
 
     def feed(self, data: bytes) -> list[Item]:
+        items = self._feed(data)
+        self.at_boundary = self._skip == 0 and not self._partial
+        return items
+
+    def _feed(self, data: bytes) -> list[Item]:
         items: list[Item] = []
         n = len(data)
         pos = 0

@@ -69,6 +69,8 @@ def test_statement_line_equals_serialize(
     record = json.loads(line)
     expected = generic(started_at, duration, text, tag, rows, sqlstate, tail)
     assert list(record) == list(expected)  # the same keys in the same order
+    # started_at is written with microsecond precision
+    assert abs(record.pop("started_at") - expected.pop("started_at")) <= 0.5e-6 + 1e-9 * started_at
     assert record == expected
 
 
