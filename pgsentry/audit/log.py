@@ -82,6 +82,11 @@ class AuditLog:
         self._batch_size = batch_size
         self._queue: deque[bytes | threading.Event] = deque()
         self._append = self._queue.append
+        #: Queue one record already serialized as one JSON line (see `encode.statement_line`);
+        #: never blocks, never drops. The queue's own append while the log is open (this is
+        #: called for every statement; the writer polls the queue every WRITER_INTERVAL), and
+        #: a function raising AuditLogClosedError once close() has begun.
+        self.emit_line: Callable[[bytes], None] = self._queue.append
         self._inflight = 0
         self._wake = threading.Event()
         self._lock = threading.Lock()
@@ -103,17 +108,16 @@ class AuditLog:
 
     def emit(self, event: str, /, **fields: object) -> None:
         """Serialize one record now and queue it; never blocks, never drops."""
-        self.emit_line(serialize(time.time(), event, fields))
-
-    def emit_line(self, line: bytes) -> None:
-        """Queue one record already serialized as one JSON line (see `encode.statement_line`)."""
         if self._closing:
             raise AuditLogClosedError("audit log closed; cannot emit a record")
-        self._append(line)
-        # The writer polls every WRITER_INTERVAL; waking it for every record would hand
-        # the GIL back and forth on each statement. Wake it early only for a big batch.
+        self._append(serialize(time.time(), event, fields))
+        # Wake the writer early only for a big batch: waking it for every record would
+        # hand the GIL back and forth on each one.
         if len(self._queue) >= self._batch_size and not self._wake.is_set():
             self._wake.set()
+
+    def _emit_after_close(self, line: bytes) -> None:
+        raise AuditLogClosedError("audit log closed; cannot emit a record")
 
     @property
     def backlog(self) -> int:
@@ -166,6 +170,7 @@ class AuditLog:
                 already = True
             else:
                 already, self._closing = False, True
+                self.emit_line = self._emit_after_close
         self._wake.set()
         if threading.current_thread() is not self._thread:
             self._thread.join()

@@ -592,7 +592,23 @@ class Session:
         walker = self._server
         aligned = walker.at_boundary
         if aligned:
-            done = self._server_whole_messages(data)
+            done = 0
+            if self.phase is Phase.READY and not self._markers:
+                # The whole messages at the start that need no rewriting (every response's
+                # CommandComplete and ReadyForQuery): `respond`, native when built.
+                done, status = respond(
+                    data,
+                    0,
+                    _SERVER_TABLE,
+                    self._inflight,
+                    self._audit_head or self._new_audit_head(),
+                    self.audit.emit_line,
+                    self._emit,
+                )
+                if status is not None:
+                    self.status = status
+                if done + 5 <= len(data) and data[done] == _B_PARAMETER_STATUS:
+                    done = self._server_whole_messages(data, done)
             if done == len(data):
                 self.to_client.append(data)
                 return
@@ -650,35 +666,35 @@ class Session:
             else:
                 out.append(item)
 
-    def _server_whole_messages(self, data: bytes) -> int:
-        """Handle the whole messages at the start of `data` that need no rewriting.
-
-        Returns where it stopped: at the end, at an incomplete message (the walker then
-        takes over), or at a message that may be rewritten or is malformed. This is the
-        hot path of every response: `respond` (native when built) bookkeeps and audits
-        CommandComplete and ReadyForQuery; ParameterStatus is handled here.
-        """
-        if self.phase is not Phase.READY or self._markers:
-            return 0  # the general path: authentication, or refusals to substitute
-        head = self._audit_head
-        if not head:
-            head = self._audit_head = members(session_id=self.session_id)
+    def _server_whole_messages(self, data: bytes, pos: int) -> int:
+        """From a ParameterStatus at `pos`, go on with the whole messages that need no
+        rewriting (see `server_data`). Returns where it stopped: at the end, at an
+        incomplete message (the walker then takes over), or at a message that may be
+        rewritten or is malformed."""
         n = len(data)
-        pos = 0
-        while True:
-            pos, status = respond(
-                data, pos, _SERVER_TABLE, self._inflight, head, self.audit.emit_line, self._emit
-            )
-            if status is not None:
-                self.status = status
-            if pos + 5 > n or data[pos] != _B_PARAMETER_STATUS:
-                return pos
+        while pos + 5 <= n and data[pos] == _B_PARAMETER_STATUS:
             length = _unpack_len(data, pos + 1)[0]
             end = pos + 1 + length
             if length < 4 or end > n:
                 return pos
             self._on_parameter_status(data[pos:end])
-            pos = end
+            pos, status = respond(
+                data,
+                end,
+                _SERVER_TABLE,
+                self._inflight,
+                self._audit_head,
+                self.audit.emit_line,
+                self._emit,
+            )
+            if status is not None:
+                self.status = status
+        return pos
+
+    def _new_audit_head(self) -> bytes:
+        """The session_id member of this session's audit records (built at the first one)."""
+        self._audit_head = members(session_id=self.session_id)
+        return self._audit_head
 
     def _on_ready(self, status: bytes) -> None:
         """A ReadyForQuery (its body: the transaction status): close the oldest batch."""
@@ -730,10 +746,7 @@ class Session:
     def _emit(self, rec: Record) -> None:
         if rec.effects and rec.sqlstate is None:
             self._effects_confirmed(rec.text, rec.effects)
-        head = self._audit_head
-        if not head:
-            head = self._audit_head = members(session_id=self.session_id)
-        self.audit.emit_line(rec.audit_line(head))
+        self.audit.emit_line(rec.audit_line(self._audit_head or self._new_audit_head()))
         if rec.hold_id is not None:
             self.audit.emit(
                 "hold_executed",

@@ -213,6 +213,8 @@ async def test_aclose_flushes_and_later_emit_raises(tmp_path: Path) -> None:
     assert len(read_jsonl(path)) == 1000
     with pytest.raises(AuditLogClosedError):
         audit.emit("statement", seq=1000)
+    with pytest.raises(AuditLogClosedError):
+        audit.emit_line(b'{"event":"statement"}\n')
     await audit.aclose()  # idempotent
     audit.close()
     assert audit.flush() is True
