@@ -39,10 +39,13 @@ static PyObject *hold_member_fn;   /* records._hold_member(hold_id) -> bytes */
 static PyObject *json_value_fn;    /* encode.json_value(str) -> bytes (invalid UTF-8 text) */
 static PyObject *protocol_members; /* dict: protocol -> b',"protocol":"..."' */
 static PyObject *histogram;        /* metrics.STATEMENT_DURATION (bounds, counts, sum) */
+static PyObject *lexical_key_fn;   /* analysis.lexical.lexical_key(str) -> str | None */
+static Py_ssize_t max_keyed_text;  /* analyzer.MAX_CACHED_TEXT */
 static PyObject *empty_tuple;
 
 static PyObject *s_queue, *s_done_batches, *s_popleft, *s_counts, *s_bounds, *s_sum,
-    *s_extended, *s_audit_tail;
+    *s_extended, *s_audit_tail, *s_simple, *s_append, *s_sent_batches, *s_by_lexical,
+    *s_generation, *s_holder, *s_policy, *s_plain_labels;
 
 static PyTypeObject RecordType;
 
@@ -822,15 +825,169 @@ respond(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     return result;
 }
 
+/* ------------------------------------------------------------------ query_known */
+
+/* decider.by_lexical[in_tx] when the decider's caches belong to the policy in force
+ * (new reference), NULL with no error set when they do not (or are not built yet). */
 static PyObject *
-setup(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+current_lexical_cache(PyObject *decider, int in_tx)
+{
+    PyObject *caches = PyObject_GetAttr(decider, s_by_lexical);
+    if (caches == NULL || caches == Py_None) {
+        Py_XDECREF(caches);
+        return NULL;
+    }
+    PyObject *cache = NULL;
+    PyObject *generation = PyObject_GetAttr(decider, s_generation);
+    PyObject *holder = generation ? PyObject_GetAttr(decider, s_holder) : NULL;
+    PyObject *policy = holder ? PyObject_GetAttr(holder, s_policy) : NULL;
+    PyObject *current = policy ? PyObject_GetAttr(policy, s_generation) : NULL;
+    if (current != NULL) {
+        int same = PyObject_RichCompareBool(generation, current, Py_EQ);
+        if (same > 0 && PyTuple_Check(caches) && PyTuple_GET_SIZE(caches) == 2) {
+            cache = PyTuple_GET_ITEM(caches, in_tx ? 1 : 0);
+            if (PyDict_Check(cache))
+                Py_INCREF(cache);
+            else
+                cache = NULL;
+        }
+    }
+    Py_XDECREF(current);
+    Py_XDECREF(policy);
+    Py_XDECREF(holder);
+    Py_XDECREF(generation);
+    Py_DECREF(caches);
+    return cache;
+}
+
+/* counts[labels] += 1 (metrics.HotPathCounter.values). */
+static int
+count_labels(PyObject *counts, PyObject *labels)
+{
+    PyObject *old = PyDict_GetItemWithError(counts, labels);
+    if (old == NULL && PyErr_Occurred())
+        return -1;
+    Py_ssize_t value = 0;
+    if (old != NULL) {
+        value = PyLong_AsSsize_t(old);
+        if (value == -1 && PyErr_Occurred())
+            return -1;
+    }
+    PyObject *new = PyLong_FromSsize_t(value + 1);
+    if (new == NULL)
+        return -1;
+    int rc = PyDict_SetItem(counts, labels, new);
+    Py_DECREF(new);
+    return rc;
+}
+
+/* records.py_query_known: see there. */
+static PyObject *
+query_known(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     if (nargs != 6) {
         PyErr_SetString(PyExc_TypeError,
-                        "_setup(audit_tail, names_member, hold_member, json_value, "
-                        "protocol_members, histogram)");
+                        "query_known(msg, decider, in_tx, inflight, to_server, counts)");
         return NULL;
     }
+    PyObject *msg = args[0], *decider = args[1], *inflight = args[3], *to_server = args[4];
+    PyObject *counts = args[5];
+    if (lexical_key_fn == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "_records: _setup() was not called");
+        return NULL;
+    }
+    if (!PyBytes_Check(msg) || !PyList_Check(to_server) || !PyDict_Check(counts)) {
+        PyErr_SetString(PyExc_TypeError, "query_known: bytes, list and dict expected");
+        return NULL;
+    }
+    int in_tx = PyObject_IsTrue(args[2]);
+    if (in_tx < 0)
+        return NULL;
+    const unsigned char *m = (const unsigned char *)PyBytes_AS_STRING(msg);
+    Py_ssize_t n = PyBytes_GET_SIZE(msg), len = n - 6;
+    if (n < 6 || m[0] != 'Q' || m[n - 1] != 0 || len > max_keyed_text)
+        Py_RETURN_FALSE;
+    for (Py_ssize_t i = 0; i < len; i++)
+        if (m[5 + i] >= 0x80)
+            Py_RETURN_FALSE; /* not ASCII: no lexical key */
+    PyObject *cache = current_lexical_cache(decider, in_tx);
+    if (cache == NULL)
+        return PyErr_Occurred() ? NULL : Py_NewRef(Py_False);
+    PyObject *result = NULL, *key = NULL, *labels = NULL, *queue = NULL, *rec = NULL;
+    PyObject *sql = PyUnicode_DecodeASCII((const char *)m + 5, len, "strict");
+    if (sql == NULL)
+        goto done;
+    key = PyObject_CallOneArg(lexical_key_fn, sql);
+    if (key == NULL)
+        goto done;
+    PyObject *verdict = key == Py_None ? NULL : PyDict_GetItemWithError(cache, key);
+    if (verdict == NULL) {
+        if (!PyErr_Occurred())
+            result = Py_NewRef(Py_False);
+        goto done;
+    }
+    Py_INCREF(verdict);
+    labels = PyObject_GetAttr(verdict, s_plain_labels);
+    if (labels == NULL || labels == Py_None) {
+        if (labels != NULL)
+            result = Py_NewRef(Py_False);
+        Py_DECREF(verdict);
+        goto done;
+    }
+    PyObject *sent_obj = PyObject_GetAttr(inflight, s_sent_batches);
+    Py_ssize_t sent = sent_obj ? PyLong_AsSsize_t(sent_obj) : -1;
+    Py_XDECREF(sent_obj);
+    if (sent == -1 && PyErr_Occurred()) {
+        Py_DECREF(verdict);
+        goto done;
+    }
+    PyObject *record_args[4] = {s_simple, sql, verdict, NULL};
+    PyObject *batch = PyLong_FromSsize_t(sent + 1);
+    if (batch == NULL) {
+        Py_DECREF(verdict);
+        goto done;
+    }
+    record_args[3] = batch;
+    rec = record_vectorcall((PyObject *)&RecordType, record_args, 4, NULL);
+    Py_DECREF(verdict);
+    if (rec == NULL) {
+        Py_DECREF(batch);
+        goto done;
+    }
+    queue = PyObject_GetAttr(inflight, s_queue);
+    PyObject *appended = queue ? PyObject_CallMethodOneArg(queue, s_append, rec) : NULL;
+    if (appended == NULL) {
+        Py_DECREF(batch);
+        goto done;
+    }
+    Py_DECREF(appended);
+    int rc = PyObject_SetAttr(inflight, s_sent_batches, batch);
+    Py_DECREF(batch);
+    if (rc < 0 || PyList_Append(to_server, msg) < 0 || count_labels(counts, labels) < 0)
+        goto done;
+    result = Py_NewRef(Py_True);
+done:
+    Py_XDECREF(rec);
+    Py_XDECREF(queue);
+    Py_XDECREF(labels);
+    Py_XDECREF(key);
+    Py_XDECREF(sql);
+    Py_DECREF(cache);
+    return result;
+}
+
+static PyObject *
+setup(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 8) {
+        PyErr_SetString(PyExc_TypeError,
+                        "_setup(audit_tail, names_member, hold_member, json_value, "
+                        "protocol_members, histogram, lexical_key, max_keyed_text)");
+        return NULL;
+    }
+    Py_ssize_t max_text = PyLong_AsSsize_t(args[7]);
+    if (max_text == -1 && PyErr_Occurred())
+        return NULL;
     if (!PyDict_Check(args[4])) {
         PyErr_SetString(PyExc_TypeError, "_setup: protocol_members must be a dict");
         return NULL;
@@ -841,6 +998,8 @@ setup(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     Py_XSETREF(json_value_fn, Py_NewRef(args[3]));
     Py_XSETREF(protocol_members, Py_NewRef(args[4]));
     Py_XSETREF(histogram, Py_NewRef(args[5]));
+    Py_XSETREF(lexical_key_fn, Py_NewRef(args[6]));
+    max_keyed_text = max_text;
     Py_RETURN_NONE;
 }
 
@@ -848,6 +1007,9 @@ static PyMethodDef module_methods[] = {
     {"respond", (PyCFunction)(void (*)(void))respond, METH_FASTCALL,
      "Bookkeep whole CommandComplete / ReadyForQuery / EmptyQueryResponse / PortalSuspended "
      "messages; see records.py_respond."},
+    {"query_known", (PyCFunction)(void (*)(void))query_known, METH_FASTCALL,
+     "Forward a Query whose lexical shape has a plain ALLOW verdict; see "
+     "records.py_query_known."},
     {"_setup", (PyCFunction)(void (*)(void))setup, METH_FASTCALL,
      "Hand in the Python helpers for the rare cases (records.py does this once)."},
     {NULL, NULL, 0, NULL},
@@ -876,6 +1038,14 @@ PyInit__records(void)
     INTERN(s_sum, "sum");
     INTERN(s_extended, "extended");
     INTERN(s_audit_tail, "audit_tail");
+    INTERN(s_simple, "simple");
+    INTERN(s_append, "append");
+    INTERN(s_sent_batches, "sent_batches");
+    INTERN(s_by_lexical, "by_lexical");
+    INTERN(s_generation, "generation");
+    INTERN(s_holder, "holder");
+    INTERN(s_policy, "policy");
+    INTERN(s_plain_labels, "plain_labels");
     empty_tuple = PyTuple_New(0);
     if (empty_tuple == NULL)
         return NULL;

@@ -70,6 +70,9 @@ class Verdict:
     # by every statement of this shape in the session): see `audit_tail`.
     audit_tail: tuple[bytes, bytes, bytes] | None = None
     labels: tuple[str, str] | None = None  # pgsentry_statements_total's, see count_decision
+    # The same labels, set once the verdict is known to be a plain ALLOW with no session
+    # effects: the statements the Query fast path (`records.query_known`) may forward.
+    plain_labels: tuple[str, str] | None = None
 
 
 def verdict_facts(verdict: Verdict) -> list[dict[str, Any]] | None:
@@ -113,14 +116,14 @@ class SessionDecider:
     __slots__ = (
         "_analyze",
         "_by_analysis",
-        "_by_lexical",
         "_cache",
-        "_generation",
-        "_holder",
+        "by_lexical",
+        "generation",
+        "holder",
     )
 
     def __init__(self, holder: PolicyHolder, analyze: Analyzer) -> None:
-        self._holder = holder
+        self.holder = holder
         self._analyze = analyze
         self._cache: dict[tuple[str, bool, bool], Verdict] = {}
         # Analysis shares one Analysis object per statement shape (literals aside), so a
@@ -129,19 +132,20 @@ class SessionDecider:
         self._by_analysis: dict[tuple[int, bool], tuple[Analysis, Verdict]] = {}
         # The same, one step earlier: lexical shape key -> verdict, for texts whose key
         # analysis has stored (`known_lexical`), so a never-seen literal variant costs one
-        # lexical_key() and one look-up. Index: in a transaction block or not.
-        self._by_lexical: tuple[dict[str, Verdict], dict[str, Verdict]] | None = None
-        self._generation = -1
+        # lexical_key() and one look-up. Index: in a transaction block or not. Read by the
+        # Query fast path too (`records.query_known`), as long as `generation` is current.
+        self.by_lexical: tuple[dict[str, Verdict], dict[str, Verdict]] | None = None
+        self.generation = -1  # of the policy these caches were filled under
 
     def decide(self, sql: str, who: Principal, scs: bool) -> Verdict:
-        policy = self._holder.policy
-        if policy.generation != self._generation:
+        policy = self.holder.policy
+        if policy.generation != self.generation:
             self.reset()
-            self._generation = policy.generation
+            self.generation = policy.generation
         in_tx = who.in_transaction
         lexical = lexical_key(sql) if len(sql) <= MAX_CACHED_TEXT else None
-        if lexical is not None and self._by_lexical is not None:
-            hit = self._by_lexical[in_tx].get(lexical)
+        if lexical is not None and self.by_lexical is not None:
+            hit = self.by_lexical[in_tx].get(lexical)
             if hit is not None:
                 return hit
         key = (sql, scs, in_tx)
@@ -164,10 +168,12 @@ class SessionDecider:
             if len(self._cache) >= _CACHE_LIMIT:
                 self._cache.clear()
             self._cache[key] = verdict
-        if lexical is not None and known_lexical(lexical) is analysis:
-            if self._by_lexical is None:
-                self._by_lexical = ({}, {})
-            by_lexical = self._by_lexical[in_tx]
+        # A key equal to its text means a text without constants (`?` is not in the key
+        # alphabet), the only text with that key: its verdict may be kept under it too.
+        if lexical is not None and (lexical == sql or known_lexical(lexical) is analysis):
+            if self.by_lexical is None:
+                self.by_lexical = ({}, {})
+            by_lexical = self.by_lexical[in_tx]
             if len(by_lexical) >= _CACHE_LIMIT:
                 by_lexical.clear()
             by_lexical[lexical] = verdict
@@ -177,7 +183,7 @@ class SessionDecider:
         """Forget every decision (policy reloaded, or who is asking changed)."""
         self._cache.clear()
         self._by_analysis.clear()
-        self._by_lexical = None
+        self.by_lexical = None
 
     def decide_function_call(self, oid: int, who: Principal) -> Decision:
-        return self._holder.policy.decide_function_call(oid, who, datetime.now(UTC))
+        return self.holder.policy.decide_function_call(oid, who, datetime.now(UTC))

@@ -5,9 +5,10 @@ Owns the FIFO of statements sent upstream and not yet answered, so each audit
 are numbered: a simple Query, a FunctionCall or a Sync ends one, and every
 ReadyForQuery closes the oldest. No I/O; the caller emits the finished records.
 
-`Record` and `respond` (the per-response hot path) have a native twin in `_records.c`,
-built when a C compiler is there; `PyRecord` and `py_respond` are the reference versions
-and behave the same (tests/session/test_native_records.py).
+`Record`, `respond` (the per-response hot path) and `query_known` (the simple protocol's
+per-Query hot path) have native twins in `_records.c`, built when a C compiler is there;
+`PyRecord`, `py_respond` and `py_query_known` are the reference versions and behave the
+same (tests/session/test_native_records.py).
 """
 
 from __future__ import annotations
@@ -18,9 +19,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from pgsentry import metrics, native
+from pgsentry.analysis.analyzer import MAX_CACHED_TEXT
+from pgsentry.analysis.lexical import lexical_key
 from pgsentry.audit.encode import json_value, members, statement_line
-from pgsentry.session.decider import Verdict, audit_tail
+from pgsentry.session.decider import SessionDecider, Verdict, audit_tail
 
+_F_QUERY = ord("Q")
 _F_COMMAND_COMPLETE = ord("C")
 _F_READY_FOR_QUERY = ord("Z")
 _ENDS_EXECUTE = (ord("I"), ord("s"))  # EmptyQueryResponse, PortalSuspended
@@ -245,6 +249,46 @@ def _finish(
         emit_line(rec.audit_line(head))
 
 
+def py_query_known(
+    msg: bytes,
+    decider: SessionDecider,
+    in_tx: bool,
+    inflight: InFlight,
+    to_server: list[bytes | memoryview],
+    counts: dict[tuple[str, ...], int],
+) -> bool:
+    """Forward a whole Query message whose text has a known lexical shape (the simple
+    protocol's hot path): True when done, False (nothing done) for the general path.
+
+    Done only when the text is ASCII with a lexical key, the decider's cache for `in_tx`
+    belongs to the policy in force and maps the key to a verdict that is a plain ALLOW
+    (`Verdict.plain_labels`, set by the session once it has seen it): then the record goes
+    in flight, the message to `to_server`, and the verdict is counted in `counts`
+    (pgsentry_statements_total's values). The same checks `SessionDecider.decide` makes
+    before it answers from that cache.
+    """
+    if len(msg) < 6 or msg[0] != _F_QUERY or msg[-1] != 0 or len(msg) - 6 > MAX_CACHED_TEXT:
+        return False
+    caches = decider.by_lexical
+    if caches is None or decider.generation != decider.holder.policy.generation:
+        return False
+    body = msg[5:-1]
+    if not body.isascii():
+        return False
+    sql = body.decode("ascii")
+    key = lexical_key(sql)
+    verdict = None if key is None else caches[in_tx].get(key)
+    if verdict is None or verdict.plain_labels is None:
+        return False
+    labels = verdict.plain_labels
+    rec = Record("simple", sql, verdict, inflight.sent_batches + 1)
+    inflight.queue.append(rec)
+    inflight.sent_batches += 1
+    to_server.append(msg)
+    counts[labels] = counts.get(labels, 0) + 1
+    return True
+
+
 _native = native.load("pgsentry.session._records")
 if _native is not None:
     _native._setup(
@@ -254,11 +298,15 @@ if _native is not None:
         json_value,
         _PROTOCOL_MEMBERS,
         metrics.STATEMENT_DURATION,
+        lexical_key,
+        MAX_CACHED_TEXT,
     )
 NATIVE = _native is not None
 if TYPE_CHECKING:
     Record = PyRecord
     respond = py_respond
+    query_known = py_query_known
 else:
     Record = PyRecord if _native is None else _native.Record
     respond = py_respond if _native is None else _native.respond
+    query_known = py_query_known if _native is None else _native.query_known

@@ -24,7 +24,7 @@ from pgsentry import metrics
 from pgsentry.audit.encode import members
 from pgsentry.policy.decision import Action, Decision, Principal
 from pgsentry.session.decider import SessionDecider, Verdict, verdict_facts
-from pgsentry.session.records import InFlight, Record, respond
+from pgsentry.session.records import InFlight, Record, query_known, respond
 from pgsentry.wire import errors as E
 from pgsentry.wire import protocol as P
 from pgsentry.wire.protocol import parse_query
@@ -383,8 +383,18 @@ class Session:
     def _on_query(self, msg: bytes) -> None:
         """A Query: judge its text, then forward it, refuse it, or stop at a hold.
 
-        The hot path of the simple protocol, so `_judge` and `count_decision` are written out.
+        A text of a shape already judged a plain ALLOW goes through `query_known` (native
+        when built); otherwise `_judge` and `count_decision`, written out here.
         """
+        if query_known(
+            msg,
+            self.decider,
+            self.status != b"I",
+            self._inflight,
+            self.to_server,
+            _STATEMENT_COUNTS,
+        ):
+            return
         sql = parse_query(msg)
         assert self._principals is not None
         verdict = self.decider.decide(sql, self._principals[self.status != b"I"], self.scs)
@@ -397,6 +407,8 @@ class Session:
         _STATEMENT_COUNTS[labels] = _STATEMENT_COUNTS.get(labels, 0) + 1
         action = verdict.decision.action
         if action is Action.ALLOW:
+            if analysis is None or not analysis.session_effects:
+                verdict.plain_labels = labels
             inflight = self._inflight
             rec = Record("simple", sql, verdict, inflight.sent_batches + 1)
             inflight.queue.append(rec)

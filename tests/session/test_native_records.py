@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,10 +13,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pgsentry import metrics
+from pgsentry.analysis import analyze
 from pgsentry.audit import members
-from pgsentry.policy.decision import Action, Decision
+from pgsentry.policy import load_policy
+from pgsentry.policy.decision import Action, Decision, Principal
 from pgsentry.session import records as R
-from pgsentry.session.decider import Verdict
+from pgsentry.session.decider import PolicyHolder, SessionDecider, Verdict
 from pgsentry.session.session import _SERVER_TABLE
 from pgsentry.wire import protocol as P
 
@@ -228,3 +231,109 @@ def test_respond_passes_on_callback_errors() -> None:
     with pytest.raises(RuntimeError, match="sink closed"):
         NATIVE.respond(data, 0, _SERVER_TABLE, inflight, HEAD, fail, print)
     assert not inflight.queue and inflight.done_batches == 1
+
+
+# ------------------------------------------------------------------ query_known
+
+SHIPPED_POLICIES = Path(__file__).resolve().parents[2] / "policies"
+KNOWN = [
+    "SELECT abalance FROM pgbench_accounts WHERE aid = {};",
+    'SELECT "t"."id", "t"."name" FROM "public"."t" WHERE "t"."id" = {}',
+    "UPDATE pgbench_accounts SET abalance = abalance + {} WHERE aid = 1;",
+    "DELETE FROM t WHERE id = {}",
+    "TRUNCATE t",  # refused by the shipped policy: never plain
+    "BEGIN",
+]
+UNKNOWN = [
+    "SELECT {} AS never_seen",
+    "SELECT 'żółw', {}",
+    "SELECT 1 -- {}",
+    "DROP TABLE t{}",
+    "SELECT E'\\\\', {}",
+]
+
+
+def _decider(state: str = "current") -> SessionDecider:
+    """A decider that has judged the KNOWN shapes; `state`: "stale" after a policy reload,
+    "empty" after a reset."""
+    decider = SessionDecider(PolicyHolder(load_policy(SHIPPED_POLICIES)), analyze)
+    for in_tx in (False, True):
+        who = Principal("app", "db", "psql", "127.0.0.1", in_transaction=in_tx)
+        for text in KNOWN[:-1]:  # BEGIN: judged, but never marked plain
+            for value in ("1", "'x'"):
+                verdict = decider.decide(text.format(value), who, True)
+                if verdict.decision.action is Action.ALLOW:
+                    verdict.plain_labels = ("allow", "r")
+        decider.decide(KNOWN[-1], who, True)
+    if state == "stale":
+        decider.holder.policy = load_policy(SHIPPED_POLICIES)  # a reload: a new generation
+    elif state == "empty":
+        decider.reset()
+    return decider
+
+
+DECIDERS = {state: _decider(state) for state in ("current", "stale", "empty")}
+
+
+QUERY_TEXTS = st.one_of(
+    st.tuples(st.sampled_from(KNOWN + UNKNOWN), st.integers(0, 10**12).map(str)).map(
+        lambda pair: pair[0].format(pair[1])
+    ),
+    ANY_TEXT,
+)
+
+
+@settings(max_examples=1500)
+@given(
+    QUERY_TEXTS,
+    st.sampled_from(["whole", "no-nul", "not-q", "short"]),
+    st.booleans(),
+    st.sampled_from(["current", "stale", "empty"]),
+)
+def test_query_known_equals_python_twin(text: str, shape: str, in_tx: bool, state: str) -> None:
+    msg = P.message(b"Q", text.encode("utf-8", "surrogatepass") + b"\0")
+    msg = {"whole": msg, "no-nul": msg[:-1], "not-q": b"P" + msg[1:], "short": msg[:5]}[shape]
+    outcomes = []
+    decider = DECIDERS[state]
+    for known in (R.py_query_known, NATIVE.query_known):
+        inflight = R.InFlight()
+        inflight.sent_batches = 7
+        to_server: list[Any] = []
+        counts: dict[tuple[str, ...], int] = {("allow", "r"): 2}
+        done = known(msg, decider, in_tx, inflight, to_server, counts)
+        queued = [(r.protocol, r.text, r.batch, r.verdict.decision) for r in inflight.queue]
+        outcomes.append((done, queued, inflight.sent_batches, to_server, counts))
+    assert outcomes[0] == outcomes[1]
+    if outcomes[1][0]:
+        assert outcomes[1][3] == [msg] and outcomes[1][2] == 8
+
+
+def test_query_known_takes_plain_allows_only() -> None:
+    decider = _decider()
+    known = "SELECT abalance FROM pgbench_accounts WHERE aid = 42;"
+    args: list[Any] = [decider, False, R.InFlight(), [], {}]
+    assert NATIVE.query_known(P.query(known), *args)
+    assert not NATIVE.query_known(P.query("TRUNCATE t"), *args)
+    assert not NATIVE.query_known(P.query("BEGIN"), *args)  # judged, not yet marked plain
+    assert not NATIVE.query_known(P.query("SELECT 42 AS never_seen"), *args)
+    assert [r.text for r in args[2].queue] == [known]
+    with pytest.raises(TypeError):
+        NATIVE.query_known(P.query(known), *args[:4])
+    with pytest.raises(TypeError):
+        NATIVE.query_known(P.query(known).decode(), *args)
+
+
+@pytest.mark.parametrize("known", [R.py_query_known, NATIVE.query_known], ids=["python", "c"])
+def test_query_known_stops_at_a_policy_reload(known: Callable[..., bool]) -> None:
+    allow_all = Path(__file__).resolve().parents[1] / "policies" / "allow_all.yaml"
+    decider = SessionDecider(PolicyHolder(load_policy(allow_all)), analyze)
+    who = Principal("app", "db", "psql", "127.0.0.1")
+    verdict = decider.decide("TRUNCATE t", who, True)
+    assert verdict.decision.action is Action.ALLOW
+    verdict.plain_labels = ("allow", "none")
+    args: list[Any] = [decider, False, R.InFlight(), [], {}]
+    assert known(P.query("TRUNCATE t"), *args)
+    decider.holder.policy = load_policy(SHIPPED_POLICIES)
+    assert not known(P.query("TRUNCATE t"), *args)
+    assert decider.decide("TRUNCATE t", who, True).decision.action is not Action.ALLOW
+    assert not known(P.query("TRUNCATE t"), *args)  # the new verdict is not plain
