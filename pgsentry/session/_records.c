@@ -45,7 +45,7 @@ static PyObject *empty_tuple;
 
 static PyObject *s_queue, *s_done_batches, *s_popleft, *s_counts, *s_bounds, *s_sum,
     *s_extended, *s_audit_tail, *s_simple, *s_append, *s_sent_batches, *s_by_lexical,
-    *s_generation, *s_holder, *s_policy, *s_plain_labels;
+    *s_generation, *s_holder, *s_policy, *s_plain_labels, *s_empty;
 
 static PyTypeObject RecordType;
 
@@ -976,6 +976,175 @@ done:
     return result;
 }
 
+/* ------------------------------------------------------------------ execute_batch */
+
+/* The end of the NUL-terminated string at `pos` (before `end`), or -1. */
+static Py_ssize_t
+cstring_end(const unsigned char *buf, Py_ssize_t pos, Py_ssize_t end)
+{
+    const unsigned char *nul = memchr(buf + pos, 0, (size_t)(end - pos));
+    return nul == NULL ? -1 : nul - buf;
+}
+
+/* protocol.cstring: a name, "" for the unnamed one. */
+static PyObject *
+decode_name(const unsigned char *buf, Py_ssize_t start, Py_ssize_t nul)
+{
+    if (nul == start)
+        return Py_NewRef(s_empty);
+    return PyUnicode_DecodeUTF8((const char *)buf + start, nul - start, "surrogateescape");
+}
+
+/* Pass 1 of execute_batch: only whole Bind / Execute / Sync messages (and pass-through
+ * ones between them), their names terminated, the last one a Sync ending the chunk. */
+static int
+is_execute_batch(const unsigned char *buf, Py_ssize_t n, const unsigned char *tab)
+{
+    Py_ssize_t pos = 0, last_end = -1;
+    unsigned char last = 0;
+    while (pos < n) {
+        if (pos + 5 > n)
+            return 0;
+        unsigned char t = buf[pos];
+        unsigned long length = ((unsigned long)buf[pos + 1] << 24) |
+                               ((unsigned long)buf[pos + 2] << 16) |
+                               ((unsigned long)buf[pos + 3] << 8) | (unsigned long)buf[pos + 4];
+        if (length < 4 || (unsigned long)(n - pos - 1) < length)
+            return 0;
+        Py_ssize_t end = pos + 1 + (Py_ssize_t)length;
+        if (tab[t]) {
+            if (t == 'B') {
+                Py_ssize_t portal = cstring_end(buf, pos + 5, end);
+                if (portal < 0 || cstring_end(buf, portal + 1, end) < 0)
+                    return 0;
+            }
+            else if (t == 'E') {
+                if (cstring_end(buf, pos + 5, end) < 0)
+                    return 0;
+            }
+            else if (t != 'S')
+                return 0;
+            last = t;
+            last_end = end;
+        }
+        pos = end;
+    }
+    return last == 'S' && last_end == n;
+}
+
+/* records.py_execute_batch: see there. */
+static PyObject *
+execute_batch(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 8) {
+        PyErr_SetString(PyExc_TypeError,
+                        "execute_batch(data, table, portals, statements, unknown, inflight, "
+                        "to_server, note_effects)");
+        return NULL;
+    }
+    PyObject *data = args[0], *table = args[1], *portals = args[2], *statements = args[3];
+    PyObject *unknown = args[4], *inflight = args[5], *to_server = args[6], *note = args[7];
+    if (!PyBytes_Check(data) || !PyBytes_Check(table) || PyBytes_GET_SIZE(table) != 256 ||
+        !PyDict_Check(portals) || !PyDict_Check(statements) || !PyList_Check(to_server)) {
+        PyErr_SetString(PyExc_TypeError, "execute_batch: bad argument types");
+        return NULL;
+    }
+    const unsigned char *buf = (const unsigned char *)PyBytes_AS_STRING(data);
+    const unsigned char *tab = (const unsigned char *)PyBytes_AS_STRING(table);
+    Py_ssize_t n = PyBytes_GET_SIZE(data);
+    if (!is_execute_batch(buf, n, tab))
+        Py_RETURN_FALSE;
+    PyObject *sent_obj = PyObject_GetAttr(inflight, s_sent_batches);
+    if (sent_obj == NULL)
+        return NULL;
+    Py_ssize_t sent = PyLong_AsSsize_t(sent_obj);
+    Py_DECREF(sent_obj);
+    if (sent == -1 && PyErr_Occurred())
+        return NULL;
+    PyObject *queue = PyObject_GetAttr(inflight, s_queue);
+    if (queue == NULL)
+        return NULL;
+    int rc = 0;
+    Py_ssize_t pos = 0;
+    while (rc == 0 && pos < n) {
+        unsigned char t = buf[pos];
+        Py_ssize_t end = pos + 1 + (Py_ssize_t)(((unsigned long)buf[pos + 1] << 24) |
+                                                ((unsigned long)buf[pos + 2] << 16) |
+                                                ((unsigned long)buf[pos + 3] << 8) |
+                                                (unsigned long)buf[pos + 4]);
+        if (t == 'S' && tab[t])
+            sent += 1;
+        else if (t == 'B' && tab[t]) { /* the portal runs this statement */
+            Py_ssize_t p_nul = cstring_end(buf, pos + 5, end);
+            Py_ssize_t s_nul = cstring_end(buf, p_nul + 1, end);
+            PyObject *portal = decode_name(buf, pos + 5, p_nul);
+            PyObject *stmt = portal ? decode_name(buf, p_nul + 1, s_nul) : NULL;
+            rc = stmt == NULL ? -1 : PyDict_SetItem(portals, portal, stmt);
+            Py_XDECREF(portal);
+            Py_XDECREF(stmt);
+        }
+        else if (t == 'E' && tab[t]) { /* the in-flight record of the portal's statement */
+            rc = -1;
+            PyObject *portal = decode_name(buf, pos + 5, cstring_end(buf, pos + 5, end));
+            if (portal == NULL)
+                break;
+            PyObject *stmt = PyDict_GetItemWithError(portals, portal);
+            if (stmt == NULL && PyErr_Occurred()) {
+                Py_DECREF(portal);
+                break;
+            }
+            if (stmt == NULL)
+                stmt = s_empty;
+            Py_INCREF(stmt);
+            PyObject *entry = PyDict_GetItemWithError(statements, stmt);
+            if (entry == NULL && !PyErr_Occurred())
+                entry = unknown;
+            PyObject *batch = entry ? PyLong_FromSsize_t(sent + 1) : NULL;
+            PyObject *rec = NULL;
+            if (batch != NULL && PyTuple_Check(entry) && PyTuple_GET_SIZE(entry) == 2) {
+                PyObject *rec_args[6] = {s_extended, PyTuple_GET_ITEM(entry, 0),
+                                         PyTuple_GET_ITEM(entry, 1), batch, stmt, portal};
+                Py_INCREF(entry); /* note_effects may change `statements` */
+                rec = record_vectorcall((PyObject *)&RecordType, rec_args, 6, NULL);
+                PyObject *done = rec ? PyObject_CallMethodOneArg(queue, s_append, rec) : NULL;
+                if (done != NULL) {
+                    Py_DECREF(done);
+                    rc = 0;
+                    PyObject *labels = PyObject_GetAttr(PyTuple_GET_ITEM(entry, 1), s_plain_labels);
+                    if (labels == NULL)
+                        rc = -1;
+                    else if (labels == Py_None) {
+                        PyObject *r = PyObject_CallFunctionObjArgs(
+                            note, rec, PyTuple_GET_ITEM(entry, 0), PyTuple_GET_ITEM(entry, 1), NULL);
+                        rc = r == NULL ? -1 : 0;
+                        Py_XDECREF(r);
+                    }
+                    Py_XDECREF(labels);
+                }
+                Py_DECREF(entry);
+            }
+            else if (batch != NULL)
+                PyErr_SetString(PyExc_TypeError, "execute_batch: statements hold (sql, verdict)");
+            Py_XDECREF(rec);
+            Py_XDECREF(batch);
+            Py_DECREF(stmt);
+            Py_DECREF(portal);
+        }
+        pos = end;
+    }
+    Py_DECREF(queue);
+    if (rc < 0)
+        return NULL;
+    PyObject *sent_new = PyLong_FromSsize_t(sent);
+    if (sent_new == NULL)
+        return NULL;
+    rc = PyObject_SetAttr(inflight, s_sent_batches, sent_new);
+    Py_DECREF(sent_new);
+    if (rc < 0 || PyList_Append(to_server, data) < 0)
+        return NULL;
+    Py_RETURN_TRUE;
+}
+
 static PyObject *
 setup(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -1010,6 +1179,9 @@ static PyMethodDef module_methods[] = {
     {"query_known", (PyCFunction)(void (*)(void))query_known, METH_FASTCALL,
      "Forward a Query whose lexical shape has a plain ALLOW verdict; see "
      "records.py_query_known."},
+    {"execute_batch", (PyCFunction)(void (*)(void))execute_batch, METH_FASTCALL,
+     "Bookkeep a chunk of whole Bind / Execute / Sync messages; see "
+     "records.py_execute_batch."},
     {"_setup", (PyCFunction)(void (*)(void))setup, METH_FASTCALL,
      "Hand in the Python helpers for the rare cases (records.py does this once)."},
     {NULL, NULL, 0, NULL},
@@ -1046,6 +1218,7 @@ PyInit__records(void)
     INTERN(s_holder, "holder");
     INTERN(s_policy, "policy");
     INTERN(s_plain_labels, "plain_labels");
+    INTERN(s_empty, "");
     empty_tuple = PyTuple_New(0);
     if (empty_tuple == NULL)
         return NULL;

@@ -5,10 +5,11 @@ Owns the FIFO of statements sent upstream and not yet answered, so each audit
 are numbered: a simple Query, a FunctionCall or a Sync ends one, and every
 ReadyForQuery closes the oldest. No I/O; the caller emits the finished records.
 
-`Record`, `respond` (the per-response hot path) and `query_known` (the simple protocol's
-per-Query hot path) have native twins in `_records.c`, built when a C compiler is there;
-`PyRecord`, `py_respond` and `py_query_known` are the reference versions and behave the
-same (tests/session/test_native_records.py).
+`Record`, `respond` (the per-response hot path), `query_known` (the simple protocol's
+per-Query hot path) and `execute_batch` (the extended protocol's per-execution hot path)
+have native twins in `_records.c`, built when a C compiler is there; `PyRecord` and the
+``py_`` functions are the reference versions and behave the same
+(tests/session/test_native_records.py).
 """
 
 from __future__ import annotations
@@ -23,8 +24,13 @@ from pgsentry.analysis.analyzer import MAX_CACHED_TEXT
 from pgsentry.analysis.lexical import lexical_key
 from pgsentry.audit.encode import json_value, members, statement_line
 from pgsentry.session.decider import SessionDecider, Verdict, audit_tail
+from pgsentry.wire import protocol as P
+from pgsentry.wire.scan import scan
 
 _F_QUERY = ord("Q")
+_F_BIND = ord("B")
+_F_EXECUTE = ord("E")
+_F_SYNC = ord("S")
 _F_COMMAND_COMPLETE = ord("C")
 _F_READY_FOR_QUERY = ord("Z")
 _ENDS_EXECUTE = (ord("I"), ord("s"))  # EmptyQueryResponse, PortalSuspended
@@ -289,6 +295,68 @@ def py_query_known(
     return True
 
 
+def py_execute_batch(
+    data: bytes,
+    table: bytes,
+    portals: dict[str, str],
+    statements: dict[str, tuple[str, Verdict]],
+    unknown: tuple[str, Verdict],
+    inflight: InFlight,
+    to_server: list[bytes | memoryview],
+    note_effects: Callable[[Record, str, Verdict], object],
+) -> bool:
+    """Bookkeep a chunk of whole Bind / Execute / Sync messages ending with its Sync (the
+    execution of a prepared statement) and forward it whole: True when done, False
+    (nothing done) for any other chunk, which the general path then takes.
+
+    A Bind maps its portal to its statement in `portals`; an Execute puts the record of
+    the portal's statement (`statements`: name -> (text, verdict), `unknown` for a name
+    never parsed) in flight, and hands it to `note_effects` unless its verdict is plain
+    (`Verdict.plain_labels`); a Sync ends a batch. Messages of other pass-through types
+    (`table`) between them are forwarded with them; a name without its terminator gives
+    False, so the general path reports it.
+    """
+    n = len(data)
+    found: list[tuple[int, int, int]] = []
+    pos = 0
+    while pos < n:
+        pos, t, length = scan(data, pos, table)
+        if t < 0:
+            return False  # incomplete, malformed, or pass-through messages at the end
+        end = pos + 1 + length
+        if end > n:
+            return False
+        if t == _F_BIND:
+            portal_end = data.find(b"\0", pos + 5, end)
+            if portal_end < 0 or data.find(b"\0", portal_end + 1, end) < 0:
+                return False
+        elif t == _F_EXECUTE:
+            if data.find(b"\0", pos + 5, end) < 0:
+                return False
+        elif t != _F_SYNC:
+            return False
+        found.append((t, pos, end))
+        pos = end
+    if not found or found[-1][0] != _F_SYNC or found[-1][2] != n:
+        return False
+    for t, start, end in found:
+        if t == _F_BIND:
+            portal, stmt = P.parse_bind_names(data[start:end])
+            portals[portal] = stmt
+        elif t == _F_EXECUTE:
+            portal = P.parse_execute_portal(data[start:end])
+            stmt = portals.get(portal, "")
+            sql, verdict = statements.get(stmt, unknown)
+            rec = Record("extended", sql, verdict, inflight.sent_batches + 1, stmt, portal)
+            inflight.queue.append(rec)
+            if verdict.plain_labels is None:
+                note_effects(rec, sql, verdict)
+        else:
+            inflight.sent_batches += 1
+    to_server.append(data)
+    return True
+
+
 _native = native.load("pgsentry.session._records")
 if _native is not None:
     _native._setup(
@@ -306,7 +374,9 @@ if TYPE_CHECKING:
     Record = PyRecord
     respond = py_respond
     query_known = py_query_known
+    execute_batch = py_execute_batch
 else:
     Record = PyRecord if _native is None else _native.Record
     respond = py_respond if _native is None else _native.respond
     query_known = py_query_known if _native is None else _native.query_known
+    execute_batch = py_execute_batch if _native is None else _native.execute_batch

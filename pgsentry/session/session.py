@@ -24,11 +24,11 @@ from pgsentry import metrics
 from pgsentry.audit.encode import members
 from pgsentry.policy.decision import Action, Decision, Principal
 from pgsentry.session.decider import SessionDecider, Verdict, verdict_facts
-from pgsentry.session.records import InFlight, Record, query_known, respond
+from pgsentry.session.records import InFlight, Record, execute_batch, query_known, respond
 from pgsentry.wire import errors as E
 from pgsentry.wire import protocol as P
 from pgsentry.wire.protocol import parse_query
-from pgsentry.wire.scan import scan, type_table
+from pgsentry.wire.scan import type_table
 from pgsentry.wire.startup import StartupMessage
 from pgsentry.wire.walker import Item, MessageWalker
 
@@ -221,48 +221,26 @@ class Session:
             and not self._skip_to_sync
             and not self._pending
             and self._client.at_boundary
-            and self._execute_batch(data)
+            and execute_batch(
+                data,
+                _CLIENT_TABLE,
+                self._portals,
+                self._statements,
+                _UNKNOWN,
+                self._inflight,
+                self.to_server,
+                self._note_effects,
+            )
         ):
+            # Bind / Execute / Sync only (a prepared statement's execution), bookkept in
+            # place and forwarded whole: none of them is judged (their statement was, at
+            # Parse). `execute_batch` is native when built.
             return
         items = self._client.feed(data)
         if self.hold is not None:
             self._backlog.extend(items)
             return
         self._process_client(items)
-
-    def _execute_batch(self, data: bytes) -> bool:
-        """Whole Bind / Describe / Execute messages ending with a Sync (the execution of a
-        prepared statement): bookkept in place and forwarded as the client's own chunk.
-
-        Exactly what `_process_client` does for these messages, without splitting the chunk
-        (none of them is judged: their statement was, at Parse). False, with nothing done,
-        for any other chunk; the general path then takes it.
-        """
-        n = len(data)
-        found: list[tuple[int, int, int]] = []
-        pos = 0
-        while pos < n:
-            pos, t, length = scan(data, pos, _CLIENT_TABLE)  # walks over Describe
-            end = pos + 1 + length
-            if t < 0:
-                if pos == n:
-                    break
-                return False  # incomplete or malformed
-            if (t != _F_BIND and t != _F_EXECUTE and t != _F_SYNC) or end > n:
-                return False
-            found.append((t, pos, end))
-            pos = end
-        if not found or found[-1][0] != _F_SYNC or found[-1][2] != n:
-            return False
-        for t, start, end in found:
-            if t == _F_BIND:
-                self._record_bind(data[start:end])
-            elif t == _F_EXECUTE:
-                self._record_execute(data[start:end])
-            else:
-                self._inflight.sent_batches += 1
-        self.to_server.append(data)
-        return True
 
     def _process_client(self, items: list[Item]) -> None:
         for i, item in enumerate(items):
@@ -467,6 +445,9 @@ class Session:
 
     def _send_parse(self, msg: bytes, name: str, sql: str, verdict: Verdict) -> None:
         if verdict.decision.action is Action.ALLOW:
+            analysis = verdict.analysis
+            if verdict.plain_labels is None and (analysis is None or not analysis.session_effects):
+                verdict.plain_labels = verdict.labels or decision_labels(verdict)
             self._statements[name] = (sql, verdict)
             self._queue(msg)
             return

@@ -337,3 +337,93 @@ def test_query_known_stops_at_a_policy_reload(known: Callable[..., bool]) -> Non
     assert not known(P.query("TRUNCATE t"), *args)
     assert decider.decide("TRUNCATE t", who, True).decision.action is not Action.ALLOW
     assert not known(P.query("TRUNCATE t"), *args)  # the new verdict is not plain
+
+
+# ------------------------------------------------------------------ execute_batch
+
+PLAIN = Verdict(Decision(Action.ALLOW, "r1"), None, None, plain_labels=("allow", "r1"))
+EFFECTS = Verdict(Decision(Action.ALLOW, "r2"), None, None)  # not plain: note_effects sees it
+UNKNOWN_STATEMENT = ("", Verdict(Decision(Action.ALLOW), None, None))
+NAME_BYTES = st.sampled_from([b"", b"s1", b"p1", b"\xff\xfe", b"s2"])
+
+
+def _client_message(kind: str, first: bytes, second: bytes, terminated: bool) -> bytes:
+    nul = b"\0" if terminated else b""
+    if kind == "B":
+        return P.message(b"B", first + b"\0" + second + nul + b"\0\0\0\0\0\0")
+    if kind == "E":
+        return P.message(b"E", first + nul + b"\0\0\0\0")
+    if kind == "S":
+        return P.message(b"S", b"")
+    if kind == "D":
+        return P.message(b"D", b"P" + first + b"\0")
+    if kind == "P":
+        return P.message(b"P", first + b"\0SELECT 1\0\0\0")
+    return P.message(b"Q", b"SELECT 1\0")
+
+
+CLIENT_MESSAGES = st.builds(
+    _client_message,
+    st.sampled_from(["B", "E", "S", "D", "P", "Q"]),
+    NAME_BYTES,
+    NAME_BYTES,
+    st.sampled_from([True] * 9 + [False]),  # names terminated, mostly
+)
+
+
+@settings(max_examples=1500)
+@given(st.lists(CLIENT_MESSAGES, max_size=7), st.integers(0, 400), st.booleans())
+def test_execute_batch_equals_python_twin(msgs: list[bytes], cut: int, whole_batch: bool) -> None:
+    from pgsentry.session.session import _CLIENT_TABLE
+
+    if whole_batch:
+        msgs = [*msgs, P.message(b"S", b"")]
+    data = b"".join(msgs)
+    data = data[: cut % (len(data) + 1)] if not whole_batch else data
+    outcomes = []
+    for batch in (R.py_execute_batch, NATIVE.execute_batch):
+        portals = {"p0": "s1"}
+        statements = {"s1": ("SELECT 1", PLAIN), "": ("SELECT 2", PLAIN), "s2": ("SET x", EFFECTS)}
+        inflight = R.InFlight()
+        inflight.sent_batches = 3
+        to_server: list[Any] = []
+        noted: list[Any] = []
+        done = batch(
+            data,
+            _CLIENT_TABLE,
+            portals,
+            statements,
+            UNKNOWN_STATEMENT,
+            inflight,
+            to_server,
+            lambda rec, sql, verdict, noted=noted: noted.append((rec.portal, sql, verdict)),
+        )
+        queued = [
+            (r.protocol, r.text, r.verdict, r.batch, r.statement_name, r.portal)
+            for r in inflight.queue
+        ]
+        outcomes.append((done, portals, queued, inflight.sent_batches, to_server, noted))
+    assert outcomes[0] == outcomes[1]
+    if outcomes[1][0]:
+        assert outcomes[1][4] == [data]
+
+
+def test_execute_batch_of_a_prepared_statement() -> None:
+    from pgsentry.session.session import _CLIENT_TABLE
+
+    chunk = (
+        P.message(b"B", b"\0s1\0\0\0\0\0\0\0")
+        + P.message(b"E", b"\0\0\0\0\0")
+        + P.message(b"S", b"")
+    )
+    inflight = R.InFlight()
+    args: list[Any] = [{}, {"s1": ("SELECT 1", PLAIN)}, UNKNOWN_STATEMENT, inflight, [], print]
+    assert NATIVE.execute_batch(chunk, _CLIENT_TABLE, *args)
+    assert not NATIVE.execute_batch(chunk[:-5], _CLIENT_TABLE, *args)  # no Sync at the end
+    assert args[0] == {"": "s1"} and inflight.sent_batches == 1
+    (rec,) = inflight.queue
+    assert (rec.text, rec.statement_name, rec.portal, rec.batch) == ("SELECT 1", "s1", "", 1)
+    with pytest.raises(TypeError):
+        NATIVE.execute_batch(chunk, _CLIENT_TABLE, *args[:5])
+    with pytest.raises(TypeError):
+        NATIVE.execute_batch(chunk, _CLIENT_TABLE, [], *args[1:])
