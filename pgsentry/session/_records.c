@@ -35,6 +35,7 @@ typedef struct {
 /* Handed in by records._setup(): see setup() below. */
 static PyObject *audit_tail_fn;    /* decider.audit_tail(verdict) -> (all, first, second) */
 static PyObject *names_member_fn;  /* records._names_member(statement_name, portal) -> bytes */
+static PyObject *names_cache;      /* records._names_json, the cache behind it */
 static PyObject *hold_member_fn;   /* records._hold_member(hold_id) -> bytes */
 static PyObject *json_value_fn;    /* encode.json_value(str) -> bytes (invalid UTF-8 text) */
 static PyObject *protocol_members; /* dict: protocol -> b',"protocol":"..."' */
@@ -411,8 +412,16 @@ buf_put_tail(Buf *b, RecordObject *rec)
     }
     if (buf_put_bytes(b, PyTuple_GET_ITEM(tails, 1)) < 0)
         goto done;
-    PyObject *names = PyObject_CallFunctionObjArgs(names_member_fn, rec->statement_name,
-                                                   rec->portal, NULL);
+    PyObject *key = PyTuple_Pack(2, rec->statement_name, rec->portal);
+    if (key == NULL)
+        goto done;
+    PyObject *names = PyDict_GetItemWithError(names_cache, key); /* the common case */
+    Py_DECREF(key);
+    if (names != NULL)
+        Py_INCREF(names);
+    else if (!PyErr_Occurred())
+        names = PyObject_CallFunctionObjArgs(names_member_fn, rec->statement_name, rec->portal,
+                                             NULL);
     if (names == NULL)
         goto done;
     int put = buf_put_bytes(b, names);
@@ -1148,26 +1157,27 @@ execute_batch(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 static PyObject *
 setup(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 8) {
+    if (nargs != 9) {
         PyErr_SetString(PyExc_TypeError,
-                        "_setup(audit_tail, names_member, hold_member, json_value, "
+                        "_setup(audit_tail, names_member, names_cache, hold_member, json_value, "
                         "protocol_members, histogram, lexical_key, max_keyed_text)");
         return NULL;
     }
-    Py_ssize_t max_text = PyLong_AsSsize_t(args[7]);
+    Py_ssize_t max_text = PyLong_AsSsize_t(args[8]);
     if (max_text == -1 && PyErr_Occurred())
         return NULL;
-    if (!PyDict_Check(args[4])) {
-        PyErr_SetString(PyExc_TypeError, "_setup: protocol_members must be a dict");
+    if (!PyDict_Check(args[2]) || !PyDict_Check(args[5])) {
+        PyErr_SetString(PyExc_TypeError, "_setup: names_cache, protocol_members: dicts");
         return NULL;
     }
     Py_XSETREF(audit_tail_fn, Py_NewRef(args[0]));
     Py_XSETREF(names_member_fn, Py_NewRef(args[1]));
-    Py_XSETREF(hold_member_fn, Py_NewRef(args[2]));
-    Py_XSETREF(json_value_fn, Py_NewRef(args[3]));
-    Py_XSETREF(protocol_members, Py_NewRef(args[4]));
-    Py_XSETREF(histogram, Py_NewRef(args[5]));
-    Py_XSETREF(lexical_key_fn, Py_NewRef(args[6]));
+    Py_XSETREF(names_cache, Py_NewRef(args[2]));
+    Py_XSETREF(hold_member_fn, Py_NewRef(args[3]));
+    Py_XSETREF(json_value_fn, Py_NewRef(args[4]));
+    Py_XSETREF(protocol_members, Py_NewRef(args[5]));
+    Py_XSETREF(histogram, Py_NewRef(args[6]));
+    Py_XSETREF(lexical_key_fn, Py_NewRef(args[7]));
     max_keyed_text = max_text;
     Py_RETURN_NONE;
 }

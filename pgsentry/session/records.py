@@ -362,6 +362,7 @@ if _native is not None:
     _native._setup(
         audit_tail,
         _names_member,
+        _names_json,
         _hold_member,
         json_value,
         _PROTOCOL_MEMBERS,
