@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime
 import decimal
 import struct
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -303,13 +304,17 @@ def test_execute_chunks_identical_direct_and_proxied(
 
 def test_execute_chunks_are_audited(proxy: ProxyProcess) -> None:
     """Each Execute in a Bind..Sync chunk gets its statement record, with its names."""
+
+    started = time.time()  # the proxy is shared: earlier tests ran the same steps
     _run_steps(proxy.host, proxy.port, STEPS[0][1])
 
     def records() -> list[dict[str, Any]] | None:
         found = [
             r
             for r in proxy.audit_records()
-            if r["event"] == "statement" and r.get("text") == "select $1::int4 * 2"
+            if r["event"] == "statement"
+            and r.get("text") == "select $1::int4 * 2"
+            and r["started_at"] >= started
         ]
         return found if len(found) >= 3 else None
 

@@ -44,7 +44,7 @@ def test_native_records_are_built() -> None:
     assert R.NATIVE and R.Record is NATIVE.Record and R.respond is NATIVE.respond
 
 
-NATIVE: Any = R._native  # the tests below compare it with the Python twins
+NATIVE: Any = R._native  # the tests below compare it with the Python twins (None: not built)
 
 
 def _pair(protocol: str, text: str, verdict: Verdict, batch: int, names: tuple[Any, Any]) -> Any:
@@ -114,6 +114,15 @@ def test_record_fields_start_empty() -> None:
     assert rec.tags == [] and rec.rows is None and rec.sqlstate is None
     assert rec.hold_id is None and rec.effects == ()
     assert rec.started > 0 and rec.wall > 1e9
+
+
+def test_record_fields_cannot_be_deleted() -> None:
+    rec = NATIVE.Record("simple", "SELECT 1", None, 1)
+    for name in ("rows", "sqlstate", "hold_id", "effects", "tags", "text", "batch", "wall"):
+        with pytest.raises((AttributeError, TypeError)):
+            delattr(rec, name)
+    rec.rows = 3
+    assert rec.rows == 3
 
 
 @pytest.mark.parametrize(
@@ -221,6 +230,13 @@ def test_respond_rejects_bad_arguments() -> None:
         )
 
 
+def test_respond_past_the_end_does_nothing() -> None:
+    data = P.message(b"C", b"SELECT 1\0")
+    for respond in (R.py_respond, NATIVE.respond):
+        inflight = R.InFlight()
+        assert respond(data, 2**62, _SERVER_TABLE, inflight, HEAD, print, print) == (2**62, None)
+
+
 def test_respond_passes_on_callback_errors() -> None:
     inflight = _inflight(NATIVE.Record, [("simple", 1, "plain")])
 
@@ -306,6 +322,12 @@ def test_query_known_equals_python_twin(text: str, shape: str, in_tx: bool, stat
     assert outcomes[0] == outcomes[1]
     if outcomes[1][0]:
         assert outcomes[1][3] == [msg] and outcomes[1][2] == 8
+        # Exactly what the decider itself answers for the text: an ALLOW, no session effects.
+        who = Principal("app", "db", "psql", "127.0.0.1", in_transaction=in_tx)
+        verdict = decider.decide(text, who, True)
+        assert outcomes[1][1] == [("simple", text, 8, verdict.decision)]
+        assert verdict.decision.action is Action.ALLOW
+        assert verdict.analysis is None or not verdict.analysis.session_effects
 
 
 def test_query_known_takes_plain_allows_only() -> None:
@@ -323,8 +345,9 @@ def test_query_known_takes_plain_allows_only() -> None:
         NATIVE.query_known(P.query(known).decode(), *args)
 
 
-@pytest.mark.parametrize("known", [R.py_query_known, NATIVE.query_known], ids=["python", "c"])
-def test_query_known_stops_at_a_policy_reload(known: Callable[..., bool]) -> None:
+@pytest.mark.parametrize("implementation", ["python", "c"])
+def test_query_known_stops_at_a_policy_reload(implementation: str) -> None:
+    known = R.py_query_known if implementation == "python" else NATIVE.query_known
     allow_all = Path(__file__).resolve().parents[1] / "policies" / "allow_all.yaml"
     decider = SessionDecider(PolicyHolder(load_policy(allow_all)), analyze)
     who = Principal("app", "db", "psql", "127.0.0.1")

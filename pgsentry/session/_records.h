@@ -1,0 +1,77 @@
+/* Shared by the C files of pgsentry.session._records, the native twin of records.py:
+ * the Record object, the Python helpers and interned names handed in by _setup(), and the
+ * functions one file gives another. See _records.c for the whole picture.
+ */
+#ifndef PGSENTRY_RECORDS_H
+#define PGSENTRY_RECORDS_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <time.h>
+
+/* Everything shared between the files stays inside the extension (PyInit__records is
+ * exported by PyMODINIT_FUNC regardless). */
+#pragma GCC visibility push(hidden)
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *protocol;
+    PyObject *text;
+    PyObject *verdict;
+    PyObject *statement_name;
+    PyObject *portal;
+    PyObject *tags;
+    PyObject *rows;
+    PyObject *sqlstate;
+    PyObject *hold_id;
+    PyObject *effects;
+    Py_ssize_t batch;
+    double started;
+    double wall;
+    int extended;
+} RecordObject;
+
+extern PyTypeObject RecordType;
+
+/* Handed in by records._setup() (see setup() in _records.c). */
+extern PyObject *audit_tail_fn;    /* decider.audit_tail(verdict) -> (all, first, second) */
+extern PyObject *names_member_fn;  /* records._names_member(statement_name, portal) -> bytes */
+extern PyObject *names_cache;      /* records._names_json, the cache behind it */
+extern PyObject *hold_member_fn;   /* records._hold_member(hold_id) -> bytes */
+extern PyObject *json_value_fn;    /* encode.json_value(str) -> bytes (invalid UTF-8 text) */
+extern PyObject *protocol_members; /* dict: protocol -> b',"protocol":"..."' */
+extern PyObject *histogram;        /* metrics.STATEMENT_DURATION (bounds, counts, sum) */
+extern PyObject *lexical_key_fn;   /* analysis.lexical.lexical_key(str) -> str | None */
+extern Py_ssize_t max_keyed_text;  /* analyzer.MAX_CACHED_TEXT */
+extern PyObject *empty_tuple;
+
+/* Interned attribute names and constants (module init). */
+extern PyObject *s_queue, *s_done_batches, *s_popleft, *s_counts, *s_bounds, *s_sum,
+    *s_extended, *s_audit_tail, *s_simple, *s_append, *s_sent_batches, *s_by_lexical,
+    *s_generation, *s_holder, *s_policy, *s_plain_labels, *s_empty;
+
+/* time.perf_counter() (CLOCK_MONOTONIC) and time.time() (CLOCK_REALTIME) on Linux. */
+static inline double
+clock_seconds(clockid_t clock)
+{
+    struct timespec ts;
+    clock_gettime(clock, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* _records.c */
+PyObject *record_vectorcall(PyObject *type, PyObject *const *args, size_t nargsf,
+                            PyObject *kwnames);
+
+/* _records_line.c: the "statement" audit line (PyRecord._line / audit_line). */
+PyObject *line_for(RecordObject *rec, PyObject *head, double duration);
+PyObject *audit_line(RecordObject *rec, PyObject *head);
+
+/* _records_paths.c: the hot paths (records.py_respond, py_query_known, py_execute_batch). */
+PyObject *respond(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
+PyObject *query_known(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
+PyObject *execute_batch(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
+
+#pragma GCC visibility pop
+
+#endif
