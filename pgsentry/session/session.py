@@ -212,7 +212,15 @@ class Session:
             # The common case: exactly one whole Query message (the walker's answer too).
             if self._pending:
                 self._flush_pending()
-            self._on_query(data)
+            if not query_known(
+                data,
+                self.decider,
+                self.status != b"I",
+                self._inflight,
+                self.to_server,
+                _STATEMENT_COUNTS,
+            ):
+                self._judge_query(data)
             return
         if (
             n > 5
@@ -362,9 +370,9 @@ class Session:
         """A Query: judge its text, then forward it, refuse it, or stop at a hold.
 
         A text of a shape already judged a plain ALLOW goes through `query_known` (native
-        when built); otherwise `_judge` and `count_decision`, written out here.
+        when built, and called straight from `client_data` on the hot path).
         """
-        if query_known(
+        if not query_known(
             msg,
             self.decider,
             self.status != b"I",
@@ -372,7 +380,10 @@ class Session:
             self.to_server,
             _STATEMENT_COUNTS,
         ):
-            return
+            self._judge_query(msg)
+
+    def _judge_query(self, msg: bytes) -> None:
+        """A Query `query_known` did not take: `_judge` and `count_decision`, written out."""
         sql = parse_query(msg)
         assert self._principals is not None
         verdict = self.decider.decide(sql, self._principals[self.status != b"I"], self.scs)
