@@ -15,7 +15,8 @@ from pgsentry.analysis.analyzer import MAX_CACHED_TEXT, known_lexical
 from pgsentry.analysis.facts import Analysis, StatementFacts
 from pgsentry.analysis.lexical import lexical_key
 from pgsentry.audit.encode import members
-from pgsentry.policy.decision import Decision, Principal
+from pgsentry.metrics import NO_RULE
+from pgsentry.policy.decision import Action, Decision, Principal
 
 _CACHE_LIMIT = 512
 
@@ -69,10 +70,21 @@ class Verdict:
     # The "statement" audit members that follow from the verdict (built once, then reused
     # by every statement of this shape in the session): see `audit_tail`.
     audit_tail: tuple[bytes, bytes, bytes] | None = None
-    labels: tuple[str, str] | None = None  # pgsentry_statements_total's, see count_decision
-    # The same labels, set once the verdict is known to be a plain ALLOW with no session
-    # effects: the statements the Query fast path (`records.query_known`) may forward.
+    labels: tuple[str, str] | None = None  # pgsentry_statements_total's, see decision_labels
+    # The same labels when the verdict is a plain ALLOW (no session effects): set by
+    # SessionDecider when it keeps the verdict; the hot paths (`records.query_known`,
+    # `records.execute_batch`) forward only statements whose verdict has them.
     plain_labels: tuple[str, str] | None = None
+
+
+def decision_labels(verdict: Verdict) -> tuple[str, str]:
+    """The verdict's pgsentry_statements_total labels (decision, rule), kept on it."""
+    labels = verdict.labels
+    if labels is None:
+        d = verdict.decision
+        label = d.action.value if d.would is None else f"shadow_{d.would.value}"
+        labels = verdict.labels = (label, d.rule or NO_RULE)
+    return labels
 
 
 def verdict_facts(verdict: Verdict) -> list[dict[str, Any]] | None:
@@ -162,6 +174,8 @@ class SessionDecider:
             verdict = Verdict(decision, analysis, None)
             if not decision.cacheable:
                 return verdict
+            if decision.action is Action.ALLOW and not analysis.session_effects:
+                verdict.plain_labels = decision_labels(verdict)
             if len(self._by_analysis) >= _CACHE_LIMIT:
                 self._by_analysis.clear()
             self._by_analysis[shape] = (analysis, verdict)

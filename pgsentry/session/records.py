@@ -268,7 +268,7 @@ def py_query_known(
 
     Done only when the text is ASCII with a lexical key, the decider's cache for `in_tx`
     belongs to the policy in force and maps the key to a verdict that is a plain ALLOW
-    (`Verdict.plain_labels`, set by the session once it has seen it): then the record goes
+    (`Verdict.plain_labels`, set by the decider when it keeps the verdict): then the record goes
     in flight, the message to `to_server`, and the verdict is counted in `counts`
     (pgsentry_statements_total's values). The same checks `SessionDecider.decide` makes
     before it answers from that cache.

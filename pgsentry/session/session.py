@@ -23,7 +23,7 @@ from typing import Protocol
 from pgsentry import metrics
 from pgsentry.audit.encode import members
 from pgsentry.policy.decision import Action, Decision, Principal
-from pgsentry.session.decider import SessionDecider, Verdict, verdict_facts
+from pgsentry.session.decider import SessionDecider, Verdict, decision_labels, verdict_facts
 from pgsentry.session.records import InFlight, Record, execute_batch, query_known, respond
 from pgsentry.wire import errors as E
 from pgsentry.wire import protocol as P
@@ -390,14 +390,10 @@ class Session:
         analysis = verdict.analysis
         if analysis is not None and analysis.session_effects:
             verdict = self._session_effects(sql, verdict)
-        labels = verdict.labels
-        if labels is None:
-            labels = decision_labels(verdict)
+        labels = verdict.labels or decision_labels(verdict)
         _STATEMENT_COUNTS[labels] = _STATEMENT_COUNTS.get(labels, 0) + 1
         action = verdict.decision.action
         if action is Action.ALLOW:
-            if analysis is None or not analysis.session_effects:
-                verdict.plain_labels = labels
             inflight = self._inflight
             rec = Record("simple", sql, verdict, inflight.sent_batches + 1)
             inflight.queue.append(rec)
@@ -456,9 +452,6 @@ class Session:
 
     def _send_parse(self, msg: bytes, name: str, sql: str, verdict: Verdict) -> None:
         if verdict.decision.action is Action.ALLOW:
-            analysis = verdict.analysis
-            if verdict.plain_labels is None and (analysis is None or not analysis.session_effects):
-                verdict.plain_labels = verdict.labels or decision_labels(verdict)
             self._statements[name] = (sql, verdict)
             self._queue(msg)
             return
@@ -816,18 +809,7 @@ _UNKNOWN = ("", Verdict(Decision(Action.ALLOW, reason="statement judged at Parse
 
 def count_decision(verdict: Verdict) -> None:
     """pgsentry_statements_total{decision, rule} (the labels are kept on the verdict)."""
-    labels = verdict.labels
-    if labels is None:
-        labels = decision_labels(verdict)
-    metrics.STATEMENTS.inc(labels)
-
-
-def decision_labels(verdict: Verdict) -> tuple[str, str]:
-    """The verdict's pgsentry_statements_total labels, computed once and kept on it."""
-    d = verdict.decision
-    label = d.action.value if d.would is None else f"shadow_{d.would.value}"
-    labels = verdict.labels = (label, d.rule or metrics.NO_RULE)
-    return labels
+    metrics.STATEMENTS.inc(verdict.labels or decision_labels(verdict))
 
 
 # The counter's values, updated in place on the Query hot path (HotPathCounter.inc inlined).

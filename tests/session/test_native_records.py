@@ -275,12 +275,11 @@ def _decider(state: str = "current") -> SessionDecider:
     decider = SessionDecider(PolicyHolder(load_policy(SHIPPED_POLICIES)), analyze)
     for in_tx in (False, True):
         who = Principal("app", "db", "psql", "127.0.0.1", in_transaction=in_tx)
-        for text in KNOWN[:-1]:  # BEGIN: judged, but never marked plain
+        for text in KNOWN:
             for value in ("1", "'x'"):
                 verdict = decider.decide(text.format(value), who, True)
-                if verdict.decision.action is Action.ALLOW:
-                    verdict.plain_labels = ("allow", "r")
-        decider.decide(KNOWN[-1], who, True)
+                plain = verdict.decision.action is Action.ALLOW
+                assert (verdict.plain_labels is not None) is plain  # the decider marks them
     if state == "stale":
         decider.holder.policy = load_policy(SHIPPED_POLICIES)  # a reload: a new generation
     elif state == "empty":
@@ -336,9 +335,14 @@ def test_query_known_takes_plain_allows_only() -> None:
     args: list[Any] = [decider, False, R.InFlight(), [], {}]
     assert NATIVE.query_known(P.query(known), *args)
     assert not NATIVE.query_known(P.query("TRUNCATE t"), *args)
-    assert not NATIVE.query_known(P.query("BEGIN"), *args)  # judged, not yet marked plain
+    assert NATIVE.query_known(P.query("BEGIN"), *args)  # no constants: its own key
+    assert not NATIVE.query_known(P.query("PREPARE q AS SELECT 1"), *args)  # never seen
+    prepare = decider.decide("PREPARE q AS SELECT 1", Principal("app", "db", "psql", None), True)
+    assert prepare.decision.action is Action.ALLOW and prepare.analysis is not None
+    assert prepare.analysis.session_effects and prepare.plain_labels is None
+    assert not NATIVE.query_known(P.query("PREPARE q AS SELECT 1"), *args)  # session effects
     assert not NATIVE.query_known(P.query("SELECT 42 AS never_seen"), *args)
-    assert [r.text for r in args[2].queue] == [known]
+    assert [r.text for r in args[2].queue] == [known, "BEGIN"]
     with pytest.raises(TypeError):
         NATIVE.query_known(P.query(known), *args[:4])
     with pytest.raises(TypeError):
@@ -352,8 +356,7 @@ def test_query_known_stops_at_a_policy_reload(implementation: str) -> None:
     decider = SessionDecider(PolicyHolder(load_policy(allow_all)), analyze)
     who = Principal("app", "db", "psql", "127.0.0.1")
     verdict = decider.decide("TRUNCATE t", who, True)
-    assert verdict.decision.action is Action.ALLOW
-    verdict.plain_labels = ("allow", "none")
+    assert verdict.decision.action is Action.ALLOW and verdict.plain_labels is not None
     args: list[Any] = [decider, False, R.InFlight(), [], {}]
     assert known(P.query("TRUNCATE t"), *args)
     decider.holder.policy = load_policy(SHIPPED_POLICIES)
