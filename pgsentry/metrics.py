@@ -110,16 +110,22 @@ class HotPathHistogram(Collector):
             raise ValueError("buckets must be strictly increasing")
         self.name = name
         self.documentation = documentation
-        self.bounds = buckets
+        self.bounds = tuple(buckets)
+        # Updated in place, never rebound: the native hot path (session/_records.c) holds
+        # these two lists. The sum is kept in a one-element list for the same reason.
         self.counts = [0] * (len(buckets) + 1)  # the last one is +Inf
-        self.sum = 0.0
+        self.sums = [0.0]
+
+    @property
+    def sum(self) -> float:
+        return self.sums[0]
 
     def observe(self, amount: float) -> None:
         self.counts[bisect_left(self.bounds, amount)] += 1
-        self.sum += amount
+        self.sums[0] += amount
 
     def collect(self) -> Iterable[Metric]:
-        counts, total = list(self.counts), self.sum
+        counts, total = list(self.counts), self.sums[0]
         cumulative: list[tuple[str, float]] = []
         running = 0
         for bound, count in zip((*self.bounds, float("inf")), counts, strict=True):

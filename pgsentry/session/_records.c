@@ -19,9 +19,9 @@
 #include <string.h>
 
 PyObject *audit_tail_fn, *names_member_fn, *names_cache, *hold_member_fn, *json_value_fn,
-    *protocol_members, *histogram, *lexical_key_fn, *empty_tuple;
+    *protocol_members, *hist_bounds, *hist_counts, *hist_sums, *lexical_key_fn, *empty_tuple;
 Py_ssize_t max_keyed_text;
-PyObject *s_queue, *s_done_batches, *s_popleft, *s_counts, *s_bounds, *s_sum, *s_extended,
+PyObject *s_queue, *s_done_batches, *s_popleft, *s_extended,
     *s_audit_tail, *s_simple, *s_append, *s_sent_batches, *s_by_lexical, *s_generation,
     *s_holder, *s_policy, *s_plain_labels, *s_empty;
 
@@ -213,7 +213,21 @@ setup(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     Py_XSETREF(hold_member_fn, Py_NewRef(args[3]));
     Py_XSETREF(json_value_fn, Py_NewRef(args[4]));
     Py_XSETREF(protocol_members, Py_NewRef(args[5]));
-    Py_XSETREF(histogram, Py_NewRef(args[6]));
+    PyObject *bounds = PyObject_GetAttrString(args[6], "bounds");
+    PyObject *counts = bounds ? PyObject_GetAttrString(args[6], "counts") : NULL;
+    PyObject *sums = counts ? PyObject_GetAttrString(args[6], "sums") : NULL;
+    if (sums == NULL || !PyTuple_Check(bounds) || !PyList_Check(counts) || !PyList_Check(sums) ||
+        PyList_GET_SIZE(counts) != PyTuple_GET_SIZE(bounds) + 1 || PyList_GET_SIZE(sums) != 1) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_TypeError, "_setup: histogram bounds, counts, sums expected");
+        Py_XDECREF(bounds);
+        Py_XDECREF(counts);
+        Py_XDECREF(sums);
+        return NULL;
+    }
+    Py_XSETREF(hist_bounds, bounds);
+    Py_XSETREF(hist_counts, counts);
+    Py_XSETREF(hist_sums, sums);
     Py_XSETREF(lexical_key_fn, Py_NewRef(args[7]));
     max_keyed_text = max_text;
     Py_RETURN_NONE;
@@ -252,9 +266,6 @@ PyInit__records(void)
     INTERN(s_queue, "queue");
     INTERN(s_done_batches, "done_batches");
     INTERN(s_popleft, "popleft");
-    INTERN(s_counts, "counts");
-    INTERN(s_bounds, "bounds");
-    INTERN(s_sum, "sum");
     INTERN(s_extended, "extended");
     INTERN(s_audit_tail, "audit_tail");
     INTERN(s_simple, "simple");

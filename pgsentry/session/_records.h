@@ -40,14 +40,15 @@ extern PyObject *names_cache;      /* records._names_json, the cache behind it *
 extern PyObject *hold_member_fn;   /* records._hold_member(hold_id) -> bytes */
 extern PyObject *json_value_fn;    /* encode.json_value(str) -> bytes (invalid UTF-8 text) */
 extern PyObject *protocol_members; /* dict: protocol -> b',"protocol":"..."' */
-extern PyObject *histogram;        /* metrics.STATEMENT_DURATION (bounds, counts, sum) */
+extern PyObject *hist_bounds;      /* metrics.STATEMENT_DURATION.bounds (a tuple) */
+extern PyObject *hist_counts;      /* ... .counts (a list, one more than bounds) */
+extern PyObject *hist_sums;        /* ... .sums (a list of one float) */
 extern PyObject *lexical_key_fn;   /* analysis.lexical.lexical_key(str) -> str | None */
 extern Py_ssize_t max_keyed_text;  /* analyzer.MAX_CACHED_TEXT */
 extern PyObject *empty_tuple;
 
 /* Interned attribute names and constants (module init). */
-extern PyObject *s_queue, *s_done_batches, *s_popleft, *s_counts, *s_bounds, *s_sum,
-    *s_extended, *s_audit_tail, *s_simple, *s_append, *s_sent_batches, *s_by_lexical,
+extern PyObject *s_queue, *s_done_batches, *s_popleft, *s_extended, *s_audit_tail, *s_simple, *s_append, *s_sent_batches, *s_by_lexical,
     *s_generation, *s_holder, *s_policy, *s_plain_labels, *s_empty;
 
 /* time.perf_counter() (CLOCK_MONOTONIC) and time.time() (CLOCK_REALTIME) on Linux. */

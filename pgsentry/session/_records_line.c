@@ -211,56 +211,42 @@ verdict_tails(PyObject *verdict)
 static int
 observe_duration(double duration)
 {
-    PyObject *bounds = PyObject_GetAttr(histogram, s_bounds);
-    if (bounds == NULL)
-        return -1;
-    PyObject *counts = PyObject_GetAttr(histogram, s_counts);
-    if (counts == NULL) {
-        Py_DECREF(bounds);
-        return -1;
-    }
-    int rc = -1;
-    if (!PyTuple_Check(bounds) || !PyList_Check(counts) ||
-        PyList_GET_SIZE(counts) != PyTuple_GET_SIZE(bounds) + 1) {
-        PyErr_SetString(PyExc_TypeError, "histogram: bounds tuple and counts list expected");
-        goto done;
-    }
-    Py_ssize_t lo = 0, hi = PyTuple_GET_SIZE(bounds);
+    /* metrics.HotPathHistogram.observe: `bounds`, `counts` and `sums` were taken at
+     * _setup() (the histogram updates its lists in place, never rebinds them). */
+    Py_ssize_t lo = 0, hi = PyTuple_GET_SIZE(hist_bounds);
     while (lo < hi) { /* bisect_left */
         Py_ssize_t mid = (lo + hi) / 2;
-        double bound = PyFloat_AsDouble(PyTuple_GET_ITEM(bounds, mid));
+        double bound = PyFloat_AsDouble(PyTuple_GET_ITEM(hist_bounds, mid));
         if (bound == -1.0 && PyErr_Occurred())
-            goto done;
+            return -1;
         if (bound < duration)
             lo = mid + 1;
         else
             hi = mid;
     }
-    PyObject *old = PyList_GET_ITEM(counts, lo);
+    if (PyList_GET_SIZE(hist_counts) <= lo || PyList_GET_SIZE(hist_sums) != 1) {
+        PyErr_SetString(PyExc_RuntimeError, "histogram lists changed size");
+        return -1;
+    }
+    PyObject *old = PyList_GET_ITEM(hist_counts, lo);
     Py_ssize_t count = PyLong_AsSsize_t(old);
     if (count == -1 && PyErr_Occurred())
-        goto done;
+        return -1;
     PyObject *new = PyLong_FromSsize_t(count + 1);
     if (new == NULL)
-        goto done;
-    PyList_SET_ITEM(counts, lo, new);
+        return -1;
+    PyList_SET_ITEM(hist_counts, lo, new);
     Py_DECREF(old);
-    PyObject *sum = PyObject_GetAttr(histogram, s_sum);
-    if (sum == NULL)
-        goto done;
-    double total = PyFloat_AsDouble(sum);
-    Py_DECREF(sum);
+    old = PyList_GET_ITEM(hist_sums, 0);
+    double total = PyFloat_AsDouble(old);
     if (total == -1.0 && PyErr_Occurred())
-        goto done;
-    PyObject *newsum = PyFloat_FromDouble(total + duration);
-    if (newsum == NULL)
-        goto done;
-    rc = PyObject_SetAttr(histogram, s_sum, newsum);
-    Py_DECREF(newsum);
-done:
-    Py_DECREF(bounds);
-    Py_DECREF(counts);
-    return rc;
+        return -1;
+    new = PyFloat_FromDouble(total + duration);
+    if (new == NULL)
+        return -1;
+    PyList_SET_ITEM(hist_sums, 0, new);
+    Py_DECREF(old);
+    return 0;
 }
 
 /* The members after "sqlstate" (see PyRecord.audit_line / _extra_members). */
@@ -337,7 +323,7 @@ buf_put_command_tag(Buf *b, PyObject *tags)
 PyObject *
 line_for(RecordObject *rec, PyObject *head, double duration)
 {
-    if (histogram == NULL) {
+    if (hist_sums == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "_records: _setup() was not called");
         return NULL;
     }
@@ -409,7 +395,7 @@ done:
 PyObject *
 audit_line(RecordObject *rec, PyObject *head)
 {
-    if (histogram == NULL) {
+    if (hist_sums == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "_records: _setup() was not called");
         return NULL;
     }
