@@ -19,11 +19,12 @@
 #include <string.h>
 
 PyObject *audit_tail_fn, *names_member_fn, *names_cache, *hold_member_fn, *json_value_fn,
-    *protocol_members, *hist_bounds, *hist_counts, *hist_sums, *lexical_key_fn, *empty_tuple;
+    *protocol_members, *hist_bounds, *hist_counts, *hist_sums, *lexical_key_fn, *allow_action,
+    *empty_tuple;
 Py_ssize_t max_keyed_text;
 PyObject *s_queue, *s_done_batches, *s_popleft, *s_extended,
     *s_audit_tail, *s_simple, *s_append, *s_sent_batches, *s_by_lexical, *s_generation,
-    *s_holder, *s_policy, *s_plain_labels, *s_empty;
+    *s_holder, *s_policy, *s_plain_labels, *s_empty, *s_decision, *s_action;
 
 /* ------------------------------------------------------------------ Record */
 
@@ -194,10 +195,10 @@ PyTypeObject RecordType = {
 static PyObject *
 setup(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 9) {
+    if (nargs != 10) {
         PyErr_SetString(PyExc_TypeError,
                         "_setup(audit_tail, names_member, names_cache, hold_member, json_value, "
-                        "protocol_members, histogram, lexical_key, max_keyed_text)");
+                        "protocol_members, histogram, lexical_key, max_keyed_text, allow)");
         return NULL;
     }
     Py_ssize_t max_text = PyLong_AsSsize_t(args[8]);
@@ -229,6 +230,7 @@ setup(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     Py_XSETREF(hist_counts, counts);
     Py_XSETREF(hist_sums, sums);
     Py_XSETREF(lexical_key_fn, Py_NewRef(args[7]));
+    Py_XSETREF(allow_action, Py_NewRef(args[9]));
     max_keyed_text = max_text;
     Py_RETURN_NONE;
 }
@@ -277,6 +279,8 @@ PyInit__records(void)
     INTERN(s_policy, "policy");
     INTERN(s_plain_labels, "plain_labels");
     INTERN(s_empty, "");
+    INTERN(s_decision, "decision");
+    INTERN(s_action, "action");
     empty_tuple = PyTuple_New(0);
     if (empty_tuple == NULL)
         return NULL;

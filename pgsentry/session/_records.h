@@ -44,12 +44,13 @@ extern PyObject *hist_bounds;      /* metrics.STATEMENT_DURATION.bounds (a tuple
 extern PyObject *hist_counts;      /* ... .counts (a list, one more than bounds) */
 extern PyObject *hist_sums;        /* ... .sums (a list of one float) */
 extern PyObject *lexical_key_fn;   /* analysis.lexical.lexical_key(str) -> str | None */
+extern PyObject *allow_action;     /* policy.decision.Action.ALLOW */
 extern Py_ssize_t max_keyed_text;  /* analyzer.MAX_CACHED_TEXT */
 extern PyObject *empty_tuple;
 
 /* Interned attribute names and constants (module init). */
 extern PyObject *s_queue, *s_done_batches, *s_popleft, *s_extended, *s_audit_tail, *s_simple, *s_append, *s_sent_batches, *s_by_lexical,
-    *s_generation, *s_holder, *s_policy, *s_plain_labels, *s_empty;
+    *s_generation, *s_holder, *s_policy, *s_plain_labels, *s_empty, *s_decision, *s_action;
 
 /* time.perf_counter() (CLOCK_MONOTONIC) and time.time() (CLOCK_REALTIME) on Linux. */
 static inline double

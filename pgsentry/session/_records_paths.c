@@ -341,6 +341,18 @@ query_known(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         Py_DECREF(verdict);
         goto done;
     }
+    /* Defence in depth: the decider marks only ALLOW verdicts plain; check it again. */
+    PyObject *decision = PyObject_GetAttr(verdict, s_decision);
+    PyObject *action = decision ? PyObject_GetAttr(decision, s_action) : NULL;
+    Py_XDECREF(decision);
+    if (action != allow_action) {
+        if (action != NULL)
+            result = Py_NewRef(Py_False);
+        Py_XDECREF(action);
+        Py_DECREF(verdict);
+        goto done;
+    }
+    Py_DECREF(action);
     PyObject *sent_obj = PyObject_GetAttr(inflight, s_sent_batches);
     Py_ssize_t sent = sent_obj ? PyLong_AsSsize_t(sent_obj) : -1;
     Py_XDECREF(sent_obj);

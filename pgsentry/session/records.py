@@ -23,6 +23,7 @@ from pgsentry import metrics, native
 from pgsentry.analysis.analyzer import MAX_CACHED_TEXT
 from pgsentry.analysis.lexical import lexical_key
 from pgsentry.audit.encode import json_value, members, statement_line
+from pgsentry.policy.decision import Action
 from pgsentry.session.decider import SessionDecider, Verdict, audit_tail
 from pgsentry.wire import protocol as P
 from pgsentry.wire.scan import scan
@@ -286,6 +287,8 @@ def py_query_known(
     verdict = None if key is None else caches[in_tx].get(key)
     if verdict is None or verdict.plain_labels is None:
         return False
+    if verdict.decision.action is not Action.ALLOW:  # defence in depth: plain means ALLOW
+        return False
     labels = verdict.plain_labels
     rec = Record("simple", sql, verdict, inflight.sent_batches + 1)
     inflight.queue.append(rec)
@@ -369,6 +372,7 @@ if _native is not None:
         metrics.STATEMENT_DURATION,
         lexical_key,
         MAX_CACHED_TEXT,
+        Action.ALLOW,
     )
 NATIVE = _native is not None
 if TYPE_CHECKING:

@@ -453,3 +453,16 @@ def test_execute_batch_of_a_prepared_statement() -> None:
         NATIVE.execute_batch(chunk, _CLIENT_TABLE, *args[:5])
     with pytest.raises(TypeError):
         NATIVE.execute_batch(chunk, _CLIENT_TABLE, [], *args[1:])
+
+
+@pytest.mark.parametrize("implementation", ["python", "c"])
+def test_query_known_never_forwards_a_refusal_marked_plain(implementation: str) -> None:
+    """Defence in depth: even a refused verdict wrongly marked plain is not forwarded."""
+    known = R.py_query_known if implementation == "python" else NATIVE.query_known
+    decider = _decider()
+    assert decider.by_lexical is not None
+    refused = Verdict(Decision(Action.DENY, "r"), None, None, plain_labels=("deny", "r"))
+    decider.by_lexical[False]["TRUNCATE t"] = refused
+    args: list[Any] = [decider, False, R.InFlight(), [], {}]
+    assert not known(P.query("TRUNCATE t"), *args)
+    assert not args[2].queue and not args[3] and not args[4]
