@@ -298,6 +298,25 @@ def py_query_known(
     return True
 
 
+def record_execute(
+    msg: bytes,
+    portals: dict[str, str],
+    statements: dict[str, tuple[str, Verdict]],
+    unknown: tuple[str, Verdict],
+    inflight: InFlight,
+    note_effects: Callable[[Record, str, Verdict], object],
+) -> None:
+    """A whole Execute message: the in-flight record of the statement behind its portal
+    (see `py_execute_batch` for the arguments)."""
+    portal = P.parse_execute_portal(msg)
+    stmt = portals.get(portal, "")
+    sql, verdict = statements.get(stmt, unknown)
+    rec = Record("extended", sql, verdict, inflight.sent_batches + 1, stmt, portal)
+    inflight.queue.append(rec)
+    if verdict.plain_labels is None:
+        note_effects(rec, sql, verdict)
+
+
 def py_execute_batch(
     data: bytes,
     table: bytes,
@@ -347,13 +366,7 @@ def py_execute_batch(
             portal, stmt = P.parse_bind_names(data[start:end])
             portals[portal] = stmt
         elif t == _F_EXECUTE:
-            portal = P.parse_execute_portal(data[start:end])
-            stmt = portals.get(portal, "")
-            sql, verdict = statements.get(stmt, unknown)
-            rec = Record("extended", sql, verdict, inflight.sent_batches + 1, stmt, portal)
-            inflight.queue.append(rec)
-            if verdict.plain_labels is None:
-                note_effects(rec, sql, verdict)
+            record_execute(data[start:end], portals, statements, unknown, inflight, note_effects)
         else:
             inflight.sent_batches += 1
     to_server.append(data)

@@ -24,7 +24,14 @@ from pgsentry import metrics
 from pgsentry.audit.encode import members
 from pgsentry.policy.decision import Action, Decision, Principal
 from pgsentry.session.decider import SessionDecider, Verdict, decision_labels, verdict_facts
-from pgsentry.session.records import InFlight, Record, execute_batch, query_known, respond
+from pgsentry.session.records import (
+    InFlight,
+    Record,
+    execute_batch,
+    query_known,
+    record_execute,
+    respond,
+)
 from pgsentry.wire import errors as E
 from pgsentry.wire import protocol as P
 from pgsentry.wire.protocol import parse_query
@@ -383,29 +390,14 @@ class Session:
             self._judge_query(msg)
 
     def _judge_query(self, msg: bytes) -> None:
-        """A Query `query_known` did not take: `_judge` and `count_decision`, written out."""
+        """A Query `query_known` did not take (a new shape, a refusal, a hold...)."""
         sql = parse_query(msg)
-        assert self._principals is not None
-        verdict = self.decider.decide(sql, self._principals[self.status != b"I"], self.scs)
-        analysis = verdict.analysis
-        if analysis is not None and analysis.session_effects:
-            verdict = self._session_effects(sql, verdict)
-        labels = verdict.labels or decision_labels(verdict)
-        _STATEMENT_COUNTS[labels] = _STATEMENT_COUNTS.get(labels, 0) + 1
-        action = verdict.decision.action
-        if action is Action.ALLOW:
-            inflight = self._inflight
-            rec = Record("simple", sql, verdict, inflight.sent_batches + 1)
-            inflight.queue.append(rec)
-            self.to_server.append(msg)
-            inflight.sent_batches += 1
-            if analysis is not None and analysis.session_effects:
-                self._note_effects(rec, sql, verdict)
-        elif action is Action.HOLD:
+        verdict = self._judge(sql)
+        if verdict.decision.action is Action.HOLD:
             verdict_facts(verdict)  # the hold's notification carries them
             self.hold = HoldRequest(sql, verdict, "simple", msg)
-        else:
-            self._send_unit("simple", msg, sql, verdict, self._refusal(verdict.decision))
+            return
+        self._send_unit("simple", msg, sql, verdict, self._refusal_for(verdict))
 
     def _send_unit(
         self, protocol: str, msg: bytes, text: str, verdict: Verdict, refusal: bytes
@@ -487,15 +479,14 @@ class Session:
 
     def _record_execute(self, msg: bytes) -> None:
         """An Execute: the in-flight record of the statement behind its portal."""
-        portal = P.parse_execute_portal(msg)
-        stmt = self._portals.get(portal, "")
-        sql, verdict = self._statements.get(stmt, _UNKNOWN)
-        inflight = self._inflight
-        rec = Record("extended", sql, verdict, inflight.sent_batches + 1, stmt, portal)
-        inflight.queue.append(rec)
-        analysis = verdict.analysis
-        if analysis is not None and analysis.session_effects:
-            self._note_effects(rec, sql, verdict)
+        record_execute(
+            msg,
+            self._portals,
+            self._statements,
+            _UNKNOWN,
+            self._inflight,
+            self._note_effects,
+        )
 
     # ------------------------------------------------------------------ refusals
     def _refusal(self, decision: Decision, outcome: str | None = None) -> bytes:
@@ -812,7 +803,7 @@ def count_decision(verdict: Verdict) -> None:
     metrics.STATEMENTS.inc(verdict.labels or decision_labels(verdict))
 
 
-# The counter's values, updated in place on the Query hot path (HotPathCounter.inc inlined).
+# The counter's values, updated in place by the Query hot path (`query_known`).
 _STATEMENT_COUNTS = metrics.STATEMENTS.values
 
 
