@@ -31,6 +31,7 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterable
+from itertools import repeat, starmap
 from typing import Any
 
 from pgsentry.audit.encode import format_ts, serialize
@@ -87,7 +88,12 @@ class AuditLog:
         #: called for every statement; the writer polls the queue every WRITER_INTERVAL), and
         #: a function raising AuditLogClosedError once close() has begun.
         self.emit_line: Callable[[bytes], None] = self._queue.append
+        #: The lines not yet taken by the writer (read its length only), and a bound on
+        #: it below which the log cannot be `congested` (the writer holds at most a batch).
+        self.lines = self._queue
+        self.congested_above = high_water - batch_size
         self._inflight = 0
+        self._markers = 0  # flush markers queued and not yet taken by the writer
         self._wake = threading.Event()
         self._lock = threading.Lock()
         self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
@@ -158,6 +164,8 @@ class AuditLog:
             self.close()
             return True
         marker = threading.Event()
+        with self._lock:
+            self._markers += 1  # counted before it is queued: see _take_batch
         self._append(marker)
         self._flush_requested = True
         self._wake.set()
@@ -213,15 +221,7 @@ class AuditLog:
                 if not queue and not self._urgent():
                     self._wake.wait(WRITER_INTERVAL)
                 continue
-            batch: list[bytes] = []
-            marker: threading.Event | None = None
-            while queue and len(batch) < self._batch_size:
-                item = queue.popleft()
-                if isinstance(item, threading.Event):
-                    marker = item
-                    break
-                self._inflight += 1
-                batch.append(item)
+            batch, marker = self._take_batch()
             if batch:
                 self._write(b"".join(batch), len(batch))
             self._inflight = 0
@@ -235,6 +235,27 @@ class AuditLog:
                 self._wake.clear()
                 if not self._urgent():
                     self._wake.wait(WRITER_INTERVAL)
+
+    def _take_batch(self) -> tuple[list[bytes], threading.Event | None]:
+        """Pop the next batch: up to batch_size lines, stopping at a flush marker."""
+        queue = self._queue
+        n = min(len(queue), self._batch_size)
+        # Read after len(): flush() counts its marker before queueing it, so a marker among
+        # those n items is always seen here.
+        if not self._markers:
+            self._inflight = n
+            # Popped in C, without a bytecode per record: this runs for every statement.
+            return list(starmap(queue.popleft, repeat((), n))), None  # type: ignore[arg-type]
+        batch: list[bytes] = []
+        for _ in range(n):
+            item = queue.popleft()
+            if isinstance(item, threading.Event):
+                with self._lock:
+                    self._markers -= 1
+                return batch, item
+            self._inflight += 1
+            batch.append(item)
+        return batch, None
 
     def _urgent(self) -> bool:
         """Something the writer must not sit on: a flush, a reopen, close, or a full batch."""

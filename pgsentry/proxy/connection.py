@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING, cast
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, cast
 
 from pgsentry import metrics
 from pgsentry.policy.decision import HoldSpec
@@ -37,10 +38,11 @@ class UpstreamProtocol(asyncio.Protocol):
 
     __slots__ = ("conn", "data_received")
 
-    def __init__(self, conn: ClientConnection) -> None:
+    def __init__(self, conn: ClientConnection, lane: Any) -> None:
         self.conn = conn
-        # The transport calls this for every response: straight to the connection, no hop.
-        self.data_received = conn.server_data  # type: ignore[method-assign]
+        # The transport calls this for every response: straight to the session's Lane when
+        # there is one, else to the connection; no hop.
+        self.data_received = conn.server_data if lane is None else lane.server_data
 
     def eof_received(self) -> bool:
         return False
@@ -62,11 +64,13 @@ class ClientConnection(asyncio.Protocol):
         "_audit",
         "_early",
         "_hold_task",
+        "_lane",
         "_paused_for_audit",
         "_upstream_writer",
         "client_addr",
         "close_reason",
         "closed",
+        "data_received",
         "decoder",
         "hold_id",
         "proxy",
@@ -98,6 +102,10 @@ class ClientConnection(asyncio.Protocol):
         self._paused_for_audit = False
         self._upstream_writer: asyncio.StreamWriter | None = None
         self.shutting_down = False
+        self._lane: Any = None
+        # What the transport calls with the client's bytes: the Python path below until the
+        # session's native Lane takes over (`_connect_upstream`).
+        self.data_received: Callable[[bytes], object] = self._client_data
 
     # ------------------------------------------------------------------ asyncio callbacks
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -118,7 +126,7 @@ class ClientConnection(asyncio.Protocol):
         )
         self.proxy.connections.add(self)
 
-    def data_received(self, data: bytes) -> None:
+    def _client_data(self, data: bytes) -> None:
         session = self.session
         upstream = self.upstream
         try:
@@ -250,9 +258,22 @@ class ClientConnection(asyncio.Protocol):
             writer.close()
             return
         transport = cast(asyncio.Transport, writer.transport)
-        proto = UpstreamProtocol(self)
-        transport.set_protocol(proto)
         self.upstream = transport
+        assert self.session is not None and self.transport is not None
+        audit = self.proxy.audit
+        lane = self._lane = self.session.lane(
+            write_server=transport.write,
+            write_client=self.transport.write,
+            client_slow=self._client_data,
+            server_slow=self.server_data,
+            after_client=self._flush,
+            audit_lines=audit.lines,
+            congested_above=audit.congested_above,
+        )
+        transport.set_protocol(UpstreamProtocol(self, lane))
+        if lane is not None:
+            self.data_received = lane.client_data
+            self.transport.set_protocol(self)  # the transport keeps the callable it calls
         if self.session is not None and upstream_tls and self.proxy.client_cert_der is not None:
             ssl_object = writer.get_extra_info("ssl_object")
             peer = ssl_object.getpeercert(binary_form=True) if ssl_object else None
@@ -283,12 +304,13 @@ class ClientConnection(asyncio.Protocol):
             )
 
     # ------------------------------------------------------------------ data flow
-    def server_data(self, data: bytes) -> None:
+    def server_data(self, data: bytes, done: int | None = None) -> None:
+        """The server's bytes (`done`: see Session.server_data)."""
         session = self.session
         if session is None or self.closed:
             return
         try:
-            session.server_data(data)
+            session.server_data(data, done)
         except E.ProtocolError as exc:
             self._protocol_error("server", exc)
             return
@@ -386,6 +408,8 @@ class ClientConnection(asyncio.Protocol):
     def shutdown(self) -> None:
         """Graceful stop: close now if idle, else after the statement in flight."""
         self.shutting_down = True
+        if self._lane is not None:
+            self._lane.detach()  # the Python path checks for the end of the statement
         session = self.session
         if session is None or session.idle:
             self._fatal(E.ADMIN_SHUTDOWN, "terminating connection: pgsentry is shutting down")
@@ -417,6 +441,8 @@ class ClientConnection(asyncio.Protocol):
         if self.closed:
             return
         self.closed = True
+        if self._lane is not None:
+            self._lane.detach()
         if self.hold_id is not None:
             self.proxy.abandon_hold(self.hold_id)
         if self._hold_task is not None:

@@ -1,13 +1,14 @@
 /* Native twin of pgsentry.session.records (built when a C compiler is there; the Python
  * versions there are the reference, and tests/session/test_native_records.py checks that
- * both give the same results). Three files:
+ * both give the same results). Four files:
  *
  *   _records.c        this module: the Record type, _setup(), the module itself;
  *   _records_line.c   a finished Record's "statement" audit line (encode.statement_line),
  *                     and the statement duration histogram;
  *   _records_paths.c  the hot paths: respond() for every CommandComplete / ReadyForQuery,
  *                     query_known() for a Query of a shape already judged a plain ALLOW,
- *                     execute_batch() for a prepared statement's Bind / Execute / Sync.
+ *                     execute_batch() for a prepared statement's Bind / Execute / Sync;
+ *   _records_lane.c   the Lane: those hot paths called straight from the transports.
  *
  * Python helpers for the rare cases (a verdict's audit members not built yet, new
  * statement and portal names, text that is not valid UTF-8) are handed in once by
@@ -245,6 +246,8 @@ static PyMethodDef module_methods[] = {
     {"execute_batch", (PyCFunction)(void (*)(void))execute_batch, METH_FASTCALL,
      "Bookkeep a chunk of whole Bind / Execute / Sync messages; see "
      "records.py_execute_batch."},
+    {"_lane_setup", (PyCFunction)(void (*)(void))lane_setup, METH_FASTCALL,
+     "Hand in the Session class and the constants the Lane needs (session.py does this once)."},
     {"_setup", (PyCFunction)(void (*)(void))setup, METH_FASTCALL,
      "Hand in the Python helpers for the rare cases (records.py does this once)."},
     {NULL, NULL, 0, NULL},
@@ -260,7 +263,7 @@ static struct PyModuleDef module = {
 PyMODINIT_FUNC
 PyInit__records(void)
 {
-    if (PyType_Ready(&RecordType) < 0)
+    if (PyType_Ready(&RecordType) < 0 || PyType_Ready(&LaneType) < 0)
         return NULL;
 #define INTERN(var, text)                               \
     if ((var = PyUnicode_InternFromString(text)) == NULL) \
@@ -287,7 +290,8 @@ PyInit__records(void)
     PyObject *m = PyModule_Create(&module);
     if (m == NULL)
         return NULL;
-    if (PyModule_AddObjectRef(m, "Record", (PyObject *)&RecordType) < 0) {
+    if (PyModule_AddObjectRef(m, "Record", (PyObject *)&RecordType) < 0 ||
+        PyModule_AddObjectRef(m, "Lane", (PyObject *)&LaneType) < 0) {
         Py_DECREF(m);
         return NULL;
     }

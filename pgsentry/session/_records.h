@@ -71,8 +71,15 @@ PyObject *audit_line(RecordObject *rec, PyObject *head);
 
 /* _records_paths.c: the hot paths (records.py_respond, py_query_known, py_execute_batch). */
 PyObject *respond(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
+Py_ssize_t respond_at(PyObject *data, Py_ssize_t pos, PyObject *table, PyObject *inflight,
+                      PyObject *head, PyObject *emit_line, PyObject *emit_record,
+                      PyObject **status_out);
 PyObject *query_known(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
 PyObject *execute_batch(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
+
+/* _records_lane.c: the Lane (Session.lane) and its constants. */
+extern PyTypeObject LaneType;
+PyObject *lane_setup(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
 
 #pragma GCC visibility pop
 

@@ -169,32 +169,16 @@ ready(PyObject *inflight, PyObject *queue, PyObject *head, PyObject *emit_line,
     }
 }
 
-PyObject *
-respond(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+/* respond() without its argument checks and result tuple (also the Lane's): returns where
+ * it stopped, or -1 with an exception set; *status_out becomes the last ReadyForQuery's
+ * status (a new reference) or stays NULL. data is bytes, table 256 bytes, 0 <= pos <= len. */
+Py_ssize_t
+respond_at(PyObject *data, Py_ssize_t pos, PyObject *table, PyObject *inflight, PyObject *head,
+           PyObject *emit_line, PyObject *emit_record, PyObject **status_out)
 {
-    if (nargs != 7) {
-        PyErr_SetString(PyExc_TypeError,
-                        "respond(data, pos, table, inflight, head, emit_line, emit_record)");
-        return NULL;
-    }
-    PyObject *data = args[0], *table = args[2], *inflight = args[3], *head = args[4];
-    PyObject *emit_line = args[5], *emit_record = args[6];
-    if (!PyBytes_Check(data) || !PyBytes_Check(table) || PyBytes_GET_SIZE(table) != 256) {
-        PyErr_SetString(PyExc_TypeError, "respond: data must be bytes, table 256 bytes");
-        return NULL;
-    }
-    Py_ssize_t pos = PyLong_AsSsize_t(args[1]);
-    if (pos == -1 && PyErr_Occurred())
-        return NULL;
-    if (pos < 0) {
-        PyErr_SetString(PyExc_ValueError, "respond: pos must be >= 0");
-        return NULL;
-    }
-    if (pos > PyBytes_GET_SIZE(data))
-        return Py_BuildValue("(nO)", pos, Py_None); /* nothing there (as py_respond) */
     PyObject *queue = PyObject_GetAttr(inflight, s_queue);
     if (queue == NULL)
-        return NULL;
+        return -1;
     const unsigned char *buf = (const unsigned char *)PyBytes_AS_STRING(data);
     const unsigned char *tab = (const unsigned char *)PyBytes_AS_STRING(table);
     Py_ssize_t n = PyBytes_GET_SIZE(data);
@@ -226,10 +210,42 @@ respond(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     Py_DECREF(queue);
     if (rc < 0) {
         Py_XDECREF(status);
+        return -1;
+    }
+    if (status == Py_None)
+        Py_DECREF(status);
+    else
+        *status_out = status;
+    return pos;
+}
+
+PyObject *
+respond(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 7) {
+        PyErr_SetString(PyExc_TypeError,
+                        "respond(data, pos, table, inflight, head, emit_line, emit_record)");
         return NULL;
     }
-    PyObject *result = Py_BuildValue("(nN)", pos, status);
-    return result;
+    PyObject *data = args[0], *table = args[2];
+    if (!PyBytes_Check(data) || !PyBytes_Check(table) || PyBytes_GET_SIZE(table) != 256) {
+        PyErr_SetString(PyExc_TypeError, "respond: data must be bytes, table 256 bytes");
+        return NULL;
+    }
+    Py_ssize_t pos = PyLong_AsSsize_t(args[1]);
+    if (pos == -1 && PyErr_Occurred())
+        return NULL;
+    if (pos < 0) {
+        PyErr_SetString(PyExc_ValueError, "respond: pos must be >= 0");
+        return NULL;
+    }
+    if (pos > PyBytes_GET_SIZE(data))
+        return Py_BuildValue("(nO)", pos, Py_None); /* nothing there (as py_respond) */
+    PyObject *status = NULL;
+    pos = respond_at(data, pos, table, args[3], args[4], args[5], args[6], &status);
+    if (pos < 0)
+        return NULL;
+    return Py_BuildValue("(nN)", pos, status ? status : Py_NewRef(Py_None));
 }
 
 /* ------------------------------------------------------------------ query_known */
@@ -303,8 +319,9 @@ query_known(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_RuntimeError, "_records: _setup() was not called");
         return NULL;
     }
-    if (!PyBytes_Check(msg) || !PyList_Check(to_server) || !PyDict_Check(counts)) {
-        PyErr_SetString(PyExc_TypeError, "query_known: bytes, list and dict expected");
+    if (!PyBytes_Check(msg) || !(PyList_Check(to_server) || to_server == Py_None) ||
+        !PyDict_Check(counts)) {
+        PyErr_SetString(PyExc_TypeError, "query_known: bytes, list (or None) and dict expected");
         return NULL;
     }
     int in_tx = PyObject_IsTrue(args[2]);
@@ -382,7 +399,8 @@ query_known(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     Py_DECREF(appended);
     int rc = PyObject_SetAttr(inflight, s_sent_batches, batch);
     Py_DECREF(batch);
-    if (rc < 0 || PyList_Append(to_server, msg) < 0 || count_labels(counts, labels) < 0)
+    if (rc < 0 || (to_server != Py_None && PyList_Append(to_server, msg) < 0) ||
+        count_labels(counts, labels) < 0)
         goto done;
     result = Py_NewRef(Py_True);
 done:
@@ -464,7 +482,8 @@ execute_batch(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     PyObject *data = args[0], *table = args[1], *portals = args[2], *statements = args[3];
     PyObject *unknown = args[4], *inflight = args[5], *to_server = args[6], *note = args[7];
     if (!PyBytes_Check(data) || !PyBytes_Check(table) || PyBytes_GET_SIZE(table) != 256 ||
-        !PyDict_Check(portals) || !PyDict_Check(statements) || !PyList_Check(to_server)) {
+        !PyDict_Check(portals) || !PyDict_Check(statements) ||
+        !(PyList_Check(to_server) || to_server == Py_None)) {
         PyErr_SetString(PyExc_TypeError, "execute_batch: bad argument types");
         return NULL;
     }
@@ -559,7 +578,7 @@ execute_batch(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     rc = PyObject_SetAttr(inflight, s_sent_batches, sent_new);
     Py_DECREF(sent_new);
-    if (rc < 0 || PyList_Append(to_server, data) < 0)
+    if (rc < 0 || (to_server != Py_None && PyList_Append(to_server, data) < 0))
         return NULL;
     Py_RETURN_TRUE;
 }

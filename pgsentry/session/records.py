@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pgsentry import metrics, native
 from pgsentry.analysis.analyzer import MAX_CACHED_TEXT
@@ -261,7 +261,7 @@ def py_query_known(
     decider: SessionDecider,
     in_tx: bool,
     inflight: InFlight,
-    to_server: list[bytes | memoryview],
+    to_server: list[bytes | memoryview] | None,
     counts: dict[tuple[str, ...], int],
 ) -> bool:
     """Forward a whole Query message whose text has a known lexical shape (the simple
@@ -293,7 +293,8 @@ def py_query_known(
     rec = Record("simple", sql, verdict, inflight.sent_batches + 1)
     inflight.queue.append(rec)
     inflight.sent_batches += 1
-    to_server.append(msg)
+    if to_server is not None:  # None: the caller writes it (the native Lane)
+        to_server.append(msg)
     counts[labels] = counts.get(labels, 0) + 1
     return True
 
@@ -324,7 +325,7 @@ def py_execute_batch(
     statements: dict[str, tuple[str, Verdict]],
     unknown: tuple[str, Verdict],
     inflight: InFlight,
-    to_server: list[bytes | memoryview],
+    to_server: list[bytes | memoryview] | None,
     note_effects: Callable[[Record, str, Verdict], object],
 ) -> bool:
     """Bookkeep a chunk of whole Bind / Execute / Sync messages ending with its Sync (the
@@ -369,7 +370,8 @@ def py_execute_batch(
             record_execute(data[start:end], portals, statements, unknown, inflight, note_effects)
         else:
             inflight.sent_batches += 1
-    to_server.append(data)
+    if to_server is not None:
+        to_server.append(data)
     return True
 
 
@@ -388,6 +390,10 @@ if _native is not None:
         Action.ALLOW,
     )
 NATIVE = _native is not None
+#: The native Lane type and its one-time setup (session.py), None without the extension:
+#: the Lane has no Python twin, the connection's own Python path is its reference.
+Lane: Any = None if _native is None else _native.Lane
+lane_setup: Any = None if _native is None else _native._lane_setup
 if TYPE_CHECKING:
     Record = PyRecord
     respond = py_respond

@@ -18,7 +18,8 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass, field, replace
 from enum import Enum
-from typing import Protocol
+from collections.abc import Callable, Sized
+from typing import Any, Protocol
 
 from pgsentry import metrics
 from pgsentry.audit.encode import members
@@ -26,9 +27,11 @@ from pgsentry.policy.decision import Action, Decision, Principal
 from pgsentry.session.decider import SessionDecider, Verdict, decision_labels, verdict_facts
 from pgsentry.session.records import (
     InFlight,
+    Lane,
     Record,
     execute_batch,
     query_known,
+    lane_setup,
     record_execute,
     respond,
 )
@@ -187,6 +190,36 @@ class Session:
     def _rebuild_principal(self) -> None:
         who = Principal(self.user, self.database, self.application_name, self.client_addr)
         self._principals = (who, replace(who, in_transaction=True))
+
+    def lane(
+        self,
+        *,
+        write_server: Callable[[bytes], object],
+        write_client: Callable[[bytes], object],
+        client_slow: Callable[[bytes], object],
+        server_slow: Callable[..., object],
+        after_client: Callable[[], object],
+        audit_lines: Sized,
+        congested_above: int,
+    ) -> Any:
+        """The native Lane for this session (None when the extension is not built): the
+        hot paths of `client_data` and `server_data` called straight from the transports,
+        writing to them, and the caller's own Python path for everything else (see
+        `_records_lane.c`). `after_client()` runs after a chunk the Lane forwarded when the
+        session has output for the client, a hold or an end, or `len(audit_lines)` exceeds
+        `congested_above` (the audit log may then be congested)."""
+        if Lane is None:
+            return None
+        return Lane(
+            self,
+            write_server,
+            write_client,
+            client_slow,
+            server_slow,
+            after_client,
+            audit_lines,
+            congested_above,
+        )
 
     @property
     def idle(self) -> bool:
@@ -570,18 +603,19 @@ class Session:
         self._process_client(backlog)
 
     # ------------------------------------------------------------------ server -> client
-    def server_data(self, data: bytes) -> None:
+    def server_data(self, data: bytes, done: int | None = None) -> None:
         """Server bytes: watch the messages that matter, forward everything else as is.
 
         In the common case nothing is rewritten and no message straddles the chunk, so
-        the chunk itself is forwarded: one write, no copy.
+        the chunk itself is forwarded: one write, no copy. `done` is given by the Lane when
+        it has already passed `respond` over the chunk (aligned, READY, no markers) and
+        that took the first `done` bytes.
         """
         self.bytes_from_server += len(data)
         walker = self._server
         aligned = walker.at_boundary
         if aligned:
-            done = 0
-            if self.phase is Phase.READY and not self._markers:
+            if done is None and self.phase is Phase.READY and not self._markers:
                 # The whole messages at the start that need no rewriting (every response's
                 # CommandComplete and ReadyForQuery): `respond`, native when built.
                 done, status = respond(
@@ -595,8 +629,10 @@ class Session:
                 )
                 if status is not None:
                     self.status = status
-                if done + 5 <= len(data) and data[done] == _B_PARAMETER_STATUS:
-                    done = self._server_whole_messages(data, done)
+            if done is None:
+                done = 0  # authenticating, or markers to rewrite: the walker does it all
+            elif done + 5 <= len(data) and data[done] == _B_PARAMETER_STATUS:
+                done = self._server_whole_messages(data, done)
             if done == len(data):
                 self.to_client.append(data)
                 return
@@ -805,6 +841,11 @@ def count_decision(verdict: Verdict) -> None:
 
 # The counter's values, updated in place by the Query hot path (`query_known`).
 _STATEMENT_COUNTS = metrics.STATEMENTS.values
+
+if lane_setup is not None:
+    lane_setup(
+        Session, MessageWalker, Phase.READY, _CLIENT_TABLE, _SERVER_TABLE, _UNKNOWN, _STATEMENT_COUNTS
+    )
 
 
 def _severity(decision: Decision) -> int:
