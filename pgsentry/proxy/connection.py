@@ -42,7 +42,9 @@ class UpstreamProtocol(asyncio.Protocol):
         self.conn = conn
         # The transport calls this for every response: straight to the session's Lane when
         # there is one, else to the connection; no hop.
-        self.data_received = conn.server_data if lane is None else lane.server_data
+        self.data_received = (  # type: ignore[method-assign]
+            conn.server_data if lane is None else lane.server_data
+        )
 
     def eof_received(self) -> bool:
         return False
@@ -105,7 +107,7 @@ class ClientConnection(asyncio.Protocol):
         self._lane: Any = None
         # What the transport calls with the client's bytes: the Python path below until the
         # session's native Lane takes over (`_connect_upstream`).
-        self.data_received: Callable[[bytes], object] = self._client_data
+        self.data_received: Callable[[bytes], None] = self._client_data  # type: ignore[assignment]
 
     # ------------------------------------------------------------------ asyncio callbacks
     def connection_made(self, transport: asyncio.BaseTransport) -> None:

@@ -16,9 +16,9 @@ then replaced by the refusal's ErrorResponse on its way to the client.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable, Sized
 from dataclasses import dataclass, field, replace
 from enum import Enum
-from collections.abc import Callable, Sized
 from typing import Any, Protocol
 
 from pgsentry import metrics
@@ -30,8 +30,8 @@ from pgsentry.session.records import (
     Lane,
     Record,
     execute_batch,
-    query_known,
     lane_setup,
+    query_known,
     record_execute,
     respond,
 )
@@ -844,7 +844,13 @@ _STATEMENT_COUNTS = metrics.STATEMENTS.values
 
 if lane_setup is not None:
     lane_setup(
-        Session, MessageWalker, Phase.READY, _CLIENT_TABLE, _SERVER_TABLE, _UNKNOWN, _STATEMENT_COUNTS
+        Session,
+        MessageWalker,
+        Phase.READY,
+        _CLIENT_TABLE,
+        _SERVER_TABLE,
+        _UNKNOWN,
+        _STATEMENT_COUNTS,
     )
 
 
