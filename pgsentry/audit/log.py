@@ -89,7 +89,8 @@ class AuditLog:
         #: a function raising AuditLogClosedError once close() has begun.
         self.emit_line: Callable[[bytes], None] = self._queue.append
         #: The lines not yet taken by the writer (read its length only), and a bound on
-        #: it below which the log cannot be `congested` (the writer holds at most a batch).
+        #: it below which the log cannot be `congested` (the writer holds at most a batch;
+        #: high_water and batch_size are fixed at construction).
         self.lines = self._queue
         self.congested_above = high_water - batch_size
         self._inflight = 0
@@ -243,9 +244,10 @@ class AuditLog:
         # Read after len(): flush() counts its marker before queueing it, so a marker among
         # those n items is always seen here.
         if not self._markers:
-            self._inflight = n
             # Popped in C, without a bytecode per record: this runs for every statement.
-            return list(starmap(queue.popleft, repeat((), n))), None  # type: ignore[arg-type]
+            lines: list[bytes] = list(starmap(queue.popleft, repeat((), n)))  # type: ignore[arg-type]
+            self._inflight = n
+            return lines, None
         batch: list[bytes] = []
         for _ in range(n):
             item = queue.popleft()

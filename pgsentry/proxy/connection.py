@@ -263,15 +263,19 @@ class ClientConnection(asyncio.Protocol):
         self.upstream = transport
         assert self.session is not None and self.transport is not None
         audit = self.proxy.audit
-        lane = self._lane = self.session.lane(
-            write_server=transport.write,
-            write_client=self.transport.write,
-            client_slow=self._client_data,
-            server_slow=self.server_data,
-            after_client=self._flush,
-            audit_lines=audit.lines,
-            congested_above=audit.congested_above,
-        )
+        try:
+            lane = self._lane = self.session.lane(
+                write_server=transport.write,
+                write_client=self.transport.write,
+                client_slow=self._client_data,
+                server_slow=self.server_data,
+                after_client=self._flush,
+                audit_lines=audit.lines,
+                congested_above=audit.congested_above,
+            )
+        except Exception:  # a bug, never the client's doing: the Python path still works
+            log.exception("session %s: no native Lane", self.session_id)
+            lane = None
         transport.set_protocol(UpstreamProtocol(self, lane))
         if lane is not None:
             self.data_received = lane.client_data
@@ -444,7 +448,10 @@ class ClientConnection(asyncio.Protocol):
             return
         self.closed = True
         if self._lane is not None:
+            # The transports are closed: break the connection <-> Lane reference cycle.
             self._lane.detach()
+            self._lane = None
+            self.data_received = _discard
         if self.hold_id is not None:
             self.proxy.abandon_hold(self.hold_id)
         if self._hold_task is not None:
@@ -464,6 +471,10 @@ class ClientConnection(asyncio.Protocol):
             reason=self.close_reason if reason == "client closed" else reason,
         )
         self.proxy.forget(self)
+
+
+def _discard(data: bytes) -> None:
+    """A finished connection's `data_received` (its transports no longer read)."""
 
 
 __all__ = ["ClientConnection", "HoldSpec"]

@@ -234,14 +234,26 @@ walker_aligned(PyObject *walker)
            SLOT(walker, o_at_boundary) == Py_True;
 }
 
-static PyObject *
-call_none(PyObject *fn, PyObject *arg)
+/* fn(arg), its result dropped: 0, or -1 with an exception set. */
+static int
+call_dropping(PyObject *fn, PyObject *arg)
 {
     PyObject *r = PyObject_CallOneArg(fn, arg);
     if (r == NULL)
-        return NULL;
+        return -1;
     Py_DECREF(r);
-    Py_RETURN_NONE;
+    return 0;
+}
+
+/* The Python path; after detach() only these two callables are kept. */
+static PyObject *
+slow(PyObject *fn, PyObject *data)
+{
+    if (fn == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "Lane: cleared");
+        return NULL;
+    }
+    return PyObject_CallOneArg(fn, data);
 }
 
 static PyObject *
@@ -249,48 +261,71 @@ lane_client_data(LaneObject *self, PyObject *data)
 {
     PyObject *s = self->session;
     if (self->detached || !PyBytes_CheckExact(data) || !Py_IS_TYPE(s, session_type))
-        return PyObject_CallOneArg(self->client_slow, data);
+        return slow(self->client_slow, data);
     const unsigned char *m = (const unsigned char *)PyBytes_AS_STRING(data);
     Py_ssize_t n = PyBytes_GET_SIZE(data);
-    PyObject *to_client = SLOT(s, o_to_client), *inflight = SLOT(s, o_inflight);
-    PyObject *decider = SLOT(s, o_decider), *result;
     if (n <= 5 || SLOT(s, o_hold) != Py_None || SLOT(s, o_skip_to_sync) != Py_False ||
         SLOT(s, o_terminated) != Py_False || !walker_aligned(SLOT(s, o_client)) ||
         !empty_list(SLOT(s, o_pending)) || !empty_list(SLOT(s, o_to_server)) ||
-        !empty_list(to_client) || inflight == NULL || decider == NULL)
-        return PyObject_CallOneArg(self->client_slow, data);
+        !empty_list(SLOT(s, o_to_client)) || SLOT(s, o_inflight) == NULL ||
+        SLOT(s, o_decider) == NULL)
+        return slow(self->client_slow, data);
+    /* Held for the call: the hot paths may run Python code (lexical_key, note_effects). */
+    PyObject *inflight = Py_NewRef(SLOT(s, o_inflight)), *result = NULL;
     if (m[0] == 'Q') {
         Py_ssize_t length = ((Py_ssize_t)m[1] << 24) | ((Py_ssize_t)m[2] << 16) |
                             ((Py_ssize_t)m[3] << 8) | (Py_ssize_t)m[4];
         PyObject *status = SLOT(s, o_status);
-        if (length != n - 1 || status == NULL || !PyBytes_CheckExact(status))
-            return PyObject_CallOneArg(self->client_slow, data);
-        int idle = PyBytes_GET_SIZE(status) == 1 && PyBytes_AS_STRING(status)[0] == 'I';
-        PyObject *args[6] = {data, decider, idle ? Py_False : Py_True, inflight, Py_None,
-                             statement_counts};
-        result = query_known(NULL, args, 6);
+        if (length == n - 1 && status != NULL && PyBytes_CheckExact(status)) {
+            int idle = PyBytes_GET_SIZE(status) == 1 && PyBytes_AS_STRING(status)[0] == 'I';
+            PyObject *decider = Py_NewRef(SLOT(s, o_decider));
+            PyObject *args[6] = {data,     decider, idle ? Py_False : Py_True,
+                                 inflight, Py_None, statement_counts};
+            result = query_known(NULL, args, 6);
+            Py_DECREF(decider);
+        }
+        else
+            result = Py_NewRef(Py_False);
     }
-    else if (m[0] == 'B') {
-        PyObject *portals = SLOT(s, o_portals), *statements = SLOT(s, o_statements);
-        if (portals == NULL || statements == NULL)
-            return PyObject_CallOneArg(self->client_slow, data);
-        PyObject *args[8] = {data,          client_table, portals, statements, unknown_statement,
-                             inflight,      Py_None,      self->note_effects};
+    else if (m[0] == 'B' && SLOT(s, o_portals) != NULL && SLOT(s, o_statements) != NULL) {
+        PyObject *portals = Py_NewRef(SLOT(s, o_portals));
+        PyObject *statements = Py_NewRef(SLOT(s, o_statements));
+        PyObject *args[8] = {data,     client_table, portals, statements, unknown_statement,
+                             inflight, Py_None,      self->note_effects};
         result = execute_batch(NULL, args, 8);
+        Py_DECREF(portals);
+        Py_DECREF(statements);
     }
     else
-        return PyObject_CallOneArg(self->client_slow, data);
+        result = Py_NewRef(Py_False);
+    Py_DECREF(inflight);
     if (result == NULL)
         return NULL;
     Py_DECREF(result);
     if (result != Py_True) /* declined: nothing was done */
-        return PyObject_CallOneArg(self->client_slow, data);
-    if (add_bytes(s, o_from_client, n) < 0 || call_none(self->write_server, data) == NULL)
+        return slow(self->client_slow, data);
+    if (add_bytes(s, o_from_client, n) < 0)
+        return NULL;
+    PyObject *to_server = SLOT(s, o_to_server);
+    if (!empty_list(to_server)) {
+        /* Something queued upstream meanwhile: the message goes after it, as in Python. */
+        if (to_server == NULL || !PyList_Check(to_server)) {
+            PyErr_SetString(PyExc_TypeError, "Lane: session.to_server is not a list");
+            return NULL;
+        }
+        if (PyList_Append(to_server, data) < 0)
+            return NULL;
+        return PyObject_CallNoArgs(self->after_client);
+    }
+    if (call_dropping(self->write_server, data) < 0)
         return NULL;
     /* What the Python path checks after a chunk: output for the client, a hold, the end,
      * or an audit log that may be congested (the flush looks at it closely). */
+    Py_ssize_t waiting = PyObject_Length(self->audit_lines);
+    if (waiting < 0)
+        return NULL;
     if (!empty_list(SLOT(s, o_to_client)) || SLOT(s, o_hold) != Py_None ||
-        SLOT(s, o_terminated) != Py_False || PyObject_Length(self->audit_lines) > self->congested_above)
+        SLOT(s, o_terminated) != Py_False || waiting > self->congested_above)
         return PyObject_CallNoArgs(self->after_client);
     Py_RETURN_NONE;
 }
@@ -300,27 +335,32 @@ lane_server_data(LaneObject *self, PyObject *data)
 {
     PyObject *s = self->session;
     if (self->detached || !PyBytes_CheckExact(data) || !Py_IS_TYPE(s, session_type))
-        return PyObject_CallOneArg(self->server_slow, data);
+        return slow(self->server_slow, data);
     PyObject *markers = SLOT(s, o_markers), *head = SLOT(s, o_audit_head);
-    PyObject *inflight = SLOT(s, o_inflight), *audit = SLOT(s, o_audit);
     if (!walker_aligned(SLOT(s, o_server)) || SLOT(s, o_phase) != ready_phase ||
         markers == NULL || !PyDict_CheckExact(markers) || PyDict_GET_SIZE(markers) != 0 ||
         !empty_list(SLOT(s, o_to_client)) || head == NULL || !PyBytes_CheckExact(head) ||
-        PyBytes_GET_SIZE(head) == 0 || inflight == NULL || audit == NULL)
-        return PyObject_CallOneArg(self->server_slow, data);
-    PyObject *emit_line = PyObject_GetAttr(audit, s_emit_line);
+        PyBytes_GET_SIZE(head) == 0 || SLOT(s, o_inflight) == NULL || SLOT(s, o_audit) == NULL)
+        return slow(self->server_slow, data);
+    PyObject *emit_line = PyObject_GetAttr(SLOT(s, o_audit), s_emit_line);
     if (emit_line == NULL)
         return NULL;
+    /* Held for the call: audit callbacks are Python code. */
+    PyObject *inflight = Py_NewRef(SLOT(s, o_inflight));
+    Py_INCREF(head);
     PyObject *status = NULL;
     Py_ssize_t done = respond_at(data, 0, server_table, inflight, head, emit_line,
                                  self->emit_record, &status);
+    Py_DECREF(head);
+    Py_DECREF(inflight);
     Py_DECREF(emit_line);
     if (done < 0)
         return NULL;
     if (status != NULL)
         Py_XSETREF(SLOT(s, o_status), status);
     Py_ssize_t n = PyBytes_GET_SIZE(data);
-    if (done < n) {
+    if (done < n || !empty_list(SLOT(s, o_to_client))) {
+        /* The rest (or output a callback queued meanwhile): the Python path, from `done`. */
         PyObject *at = PyLong_FromSsize_t(done);
         if (at == NULL)
             return NULL;
@@ -329,15 +369,23 @@ lane_server_data(LaneObject *self, PyObject *data)
         Py_DECREF(at);
         return r;
     }
-    if (add_bytes(s, o_from_server, n) < 0)
+    if (add_bytes(s, o_from_server, n) < 0 || call_dropping(self->write_client, data) < 0)
         return NULL;
-    return call_none(self->write_client, data);
+    Py_RETURN_NONE;
 }
 
 static PyObject *
 lane_detach(LaneObject *self, PyObject *unused)
 {
+    /* Only the Python paths are called from now on: let go of everything else. */
     self->detached = 1;
+    Py_CLEAR(self->session);
+    Py_CLEAR(self->write_server);
+    Py_CLEAR(self->write_client);
+    Py_CLEAR(self->after_client);
+    Py_CLEAR(self->audit_lines);
+    Py_CLEAR(self->emit_record);
+    Py_CLEAR(self->note_effects);
     Py_RETURN_NONE;
 }
 
@@ -347,7 +395,8 @@ static PyMethodDef lane_methods[] = {
     {"server_data", (PyCFunction)lane_server_data, METH_O,
      "The server's bytes: the hot path when it applies, else server_slow(data[, done])."},
     {"detach", (PyCFunction)lane_detach, METH_NOARGS,
-     "From now on, every chunk takes the Python path (closing, shutting down)."},
+     "From now on, every chunk takes the Python path (closing, shutting down); the Lane "
+     "keeps only client_slow and server_slow."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -614,6 +614,7 @@ class Session:
         self.bytes_from_server += len(data)
         walker = self._server
         aligned = walker.at_boundary
+        assert done is None or (aligned and self.phase is Phase.READY and not self._markers)
         if aligned:
             if done is None and self.phase is Phase.READY and not self._markers:
                 # The whole messages at the start that need no rewriting (every response's
