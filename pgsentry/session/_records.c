@@ -27,6 +27,46 @@ PyObject *s_queue, *s_done_batches, *s_popleft, *s_extended,
     *s_audit_tail, *s_simple, *s_append, *s_sent_batches, *s_by_lexical, *s_generation,
     *s_holder, *s_policy, *s_plain_labels, *s_empty, *s_decision, *s_action;
 
+/* ------------------------------------------------------------------ SlotCache */
+
+/* Remember where obj's class keeps `name` when it is a plain __slots__ member of a class with
+ * the generic attribute access (set: and generic assignment). */
+static void
+slot_learn(PyObject *obj, PyObject *name, SlotCache *cache)
+{
+    PyTypeObject *type = Py_TYPE(obj);
+    if (type->tp_getattro != PyObject_GenericGetAttr || !PyType_HasFeature(type, Py_TPFLAGS_VALID_VERSION_TAG))
+        return;
+    PyObject *descr = _PyType_Lookup(type, name); /* borrowed */
+    if (descr == NULL || !Py_IS_TYPE(descr, &PyMemberDescr_Type))
+        return;
+    PyMemberDef *member = ((PyMemberDescrObject *)descr)->d_member;
+    if (member->type != T_OBJECT_EX)
+        return;
+    Py_XSETREF(cache->type, (PyTypeObject *)Py_NewRef(type));
+    cache->version = type->tp_version_tag;
+    cache->offset = member->offset;
+    cache->settable = !(member->flags & READONLY) && type->tp_setattro == PyObject_GenericSetAttr;
+}
+
+PyObject *
+slot_get_miss(PyObject *obj, PyObject *name, SlotCache *cache)
+{
+    PyObject *value = PyObject_GetAttr(obj, name);
+    if (value != NULL)
+        slot_learn(obj, name, cache);
+    return value;
+}
+
+int
+slot_set_miss(PyObject *obj, PyObject *name, PyObject *value, SlotCache *cache)
+{
+    int rc = PyObject_SetAttr(obj, name, value);
+    if (rc == 0)
+        slot_learn(obj, name, cache);
+    return rc;
+}
+
 /* ------------------------------------------------------------------ Record */
 
 static int
@@ -153,14 +193,14 @@ static PyMemberDef record_members[] = {
 
 /* rows, sqlstate, hold_id, effects: settable, never deletable (the C code reads them). */
 static PyObject *
-slot_get(RecordObject *self, void *offset)
+field_get(RecordObject *self, void *offset)
 {
     PyObject *value = *(PyObject **)((char *)self + (size_t)offset);
     return Py_NewRef(value != NULL ? value : Py_None);
 }
 
 static int
-slot_set(RecordObject *self, PyObject *value, void *offset)
+field_set(RecordObject *self, PyObject *value, void *offset)
 {
     if (value == NULL) {
         PyErr_SetString(PyExc_AttributeError, "Record attributes cannot be deleted");
@@ -172,10 +212,10 @@ slot_set(RecordObject *self, PyObject *value, void *offset)
 }
 
 static PyGetSetDef record_getset[] = {
-    {"rows", (getter)slot_get, (setter)slot_set, NULL, (void *)OFF(rows)},
-    {"sqlstate", (getter)slot_get, (setter)slot_set, NULL, (void *)OFF(sqlstate)},
-    {"hold_id", (getter)slot_get, (setter)slot_set, NULL, (void *)OFF(hold_id)},
-    {"effects", (getter)slot_get, (setter)slot_set, NULL, (void *)OFF(effects)},
+    {"rows", (getter)field_get, (setter)field_set, NULL, (void *)OFF(rows)},
+    {"sqlstate", (getter)field_get, (setter)field_set, NULL, (void *)OFF(sqlstate)},
+    {"hold_id", (getter)field_get, (setter)field_set, NULL, (void *)OFF(hold_id)},
+    {"effects", (getter)field_get, (setter)field_set, NULL, (void *)OFF(effects)},
     {NULL, NULL, NULL, NULL, NULL},
 };
 

@@ -61,6 +61,51 @@ clock_seconds(clockid_t clock)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+/* An attribute of a __slots__ class read or written at a call site that remembers where the
+ * slot is (as CPython's own attribute specialization does): checked against the object's
+ * exact type and that type's version tag, so a changed class or another class falls back to
+ * PyObject_GetAttr / PyObject_SetAttr. One static SlotCache per call site. */
+typedef struct {
+    PyTypeObject *type; /* strong reference */
+    unsigned int version;
+    Py_ssize_t offset;
+    int settable;
+} SlotCache;
+
+PyObject *slot_get_miss(PyObject *obj, PyObject *name, SlotCache *cache);
+int slot_set_miss(PyObject *obj, PyObject *name, PyObject *value, SlotCache *cache);
+
+static inline int
+slot_hit(PyObject *obj, SlotCache *cache)
+{
+    PyTypeObject *type = Py_TYPE(obj);
+    return type == cache->type && type->tp_version_tag == cache->version &&
+           (type->tp_flags & Py_TPFLAGS_VALID_VERSION_TAG);
+}
+
+/* obj.name: a new reference, or NULL with an exception set. */
+static inline PyObject *
+slot_get(PyObject *obj, PyObject *name, SlotCache *cache)
+{
+    if (slot_hit(obj, cache)) {
+        PyObject *value = *(PyObject **)((char *)obj + cache->offset);
+        if (value != NULL)
+            return Py_NewRef(value);
+    }
+    return slot_get_miss(obj, name, cache);
+}
+
+/* obj.name = value: 0, or -1 with an exception set. */
+static inline int
+slot_set(PyObject *obj, PyObject *name, PyObject *value, SlotCache *cache)
+{
+    if (slot_hit(obj, cache) && cache->settable) {
+        Py_XSETREF(*(PyObject **)((char *)obj + cache->offset), Py_NewRef(value));
+        return 0;
+    }
+    return slot_set_miss(obj, name, value, cache);
+}
+
 /* _records.c */
 PyObject *record_vectorcall(PyObject *type, PyObject *const *args, size_t nargsf,
                             PyObject *kwnames);

@@ -191,7 +191,8 @@ buf_put_ts_prefix(Buf *b, long long seconds)
 static PyObject *
 verdict_tails(PyObject *verdict)
 {
-    PyObject *tails = PyObject_GetAttr(verdict, s_audit_tail);
+    static SlotCache c_audit_tail;
+    PyObject *tails = slot_get(verdict, s_audit_tail, &c_audit_tail);
     if (tails == NULL)
         return NULL;
     if (tails == Py_None) {

@@ -6,6 +6,9 @@
 
 #include <string.h>
 
+/* Where the attributes read and written below live (see SlotCache in _records.h). */
+static SlotCache c_action, c_by_lexical, c_decider_generation, c_decision, c_done_batches, c_holder, c_plain_labels, c_policy, c_policy_generation, c_queue, c_sent_batches;
+
 /* Audit a finished record: effects and holds go to the session (emit_record), the rest
  * become one audit line here (emit_line). */
 static int
@@ -143,7 +146,7 @@ static int
 ready(PyObject *inflight, PyObject *queue, PyObject *head, PyObject *emit_line,
       PyObject *emit_record)
 {
-    PyObject *done_obj = PyObject_GetAttr(inflight, s_done_batches);
+    PyObject *done_obj = slot_get(inflight, s_done_batches, &c_done_batches);
     if (done_obj == NULL)
         return -1;
     Py_ssize_t done = PyLong_AsSsize_t(done_obj);
@@ -154,7 +157,7 @@ ready(PyObject *inflight, PyObject *queue, PyObject *head, PyObject *emit_line,
     done_obj = PyLong_FromSsize_t(done);
     if (done_obj == NULL)
         return -1;
-    int rc = PyObject_SetAttr(inflight, s_done_batches, done_obj);
+    int rc = slot_set(inflight, s_done_batches, done_obj, &c_done_batches);
     Py_DECREF(done_obj);
     if (rc < 0)
         return -1;
@@ -176,7 +179,7 @@ Py_ssize_t
 respond_at(PyObject *data, Py_ssize_t pos, PyObject *table, PyObject *inflight, PyObject *head,
            PyObject *emit_line, PyObject *emit_record, PyObject **status_out)
 {
-    PyObject *queue = PyObject_GetAttr(inflight, s_queue);
+    PyObject *queue = slot_get(inflight, s_queue, &c_queue);
     if (queue == NULL)
         return -1;
     const unsigned char *buf = (const unsigned char *)PyBytes_AS_STRING(data);
@@ -255,16 +258,16 @@ respond(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 static PyObject *
 current_lexical_cache(PyObject *decider, int in_tx)
 {
-    PyObject *caches = PyObject_GetAttr(decider, s_by_lexical);
+    PyObject *caches = slot_get(decider, s_by_lexical, &c_by_lexical);
     if (caches == NULL || caches == Py_None) {
         Py_XDECREF(caches);
         return NULL;
     }
     PyObject *cache = NULL;
-    PyObject *generation = PyObject_GetAttr(decider, s_generation);
-    PyObject *holder = generation ? PyObject_GetAttr(decider, s_holder) : NULL;
-    PyObject *policy = holder ? PyObject_GetAttr(holder, s_policy) : NULL;
-    PyObject *current = policy ? PyObject_GetAttr(policy, s_generation) : NULL;
+    PyObject *generation = slot_get(decider, s_generation, &c_decider_generation);
+    PyObject *holder = generation ? slot_get(decider, s_holder, &c_holder) : NULL;
+    PyObject *policy = holder ? slot_get(holder, s_policy, &c_policy) : NULL;
+    PyObject *current = policy ? slot_get(policy, s_generation, &c_policy_generation) : NULL;
     if (current != NULL) {
         int same = PyObject_RichCompareBool(generation, current, Py_EQ);
         if (same > 0 && PyTuple_Check(caches) && PyTuple_GET_SIZE(caches) == 2) {
@@ -351,7 +354,7 @@ query_known(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         goto done;
     }
     Py_INCREF(verdict);
-    labels = PyObject_GetAttr(verdict, s_plain_labels);
+    labels = slot_get(verdict, s_plain_labels, &c_plain_labels);
     if (labels == NULL || labels == Py_None) {
         if (labels != NULL)
             result = Py_NewRef(Py_False);
@@ -359,8 +362,8 @@ query_known(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         goto done;
     }
     /* Defence in depth: the decider marks only ALLOW verdicts plain; check it again. */
-    PyObject *decision = PyObject_GetAttr(verdict, s_decision);
-    PyObject *action = decision ? PyObject_GetAttr(decision, s_action) : NULL;
+    PyObject *decision = slot_get(verdict, s_decision, &c_decision);
+    PyObject *action = decision ? slot_get(decision, s_action, &c_action) : NULL;
     Py_XDECREF(decision);
     if (action != allow_action) {
         if (action != NULL)
@@ -370,7 +373,7 @@ query_known(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         goto done;
     }
     Py_DECREF(action);
-    PyObject *sent_obj = PyObject_GetAttr(inflight, s_sent_batches);
+    PyObject *sent_obj = slot_get(inflight, s_sent_batches, &c_sent_batches);
     Py_ssize_t sent = sent_obj ? PyLong_AsSsize_t(sent_obj) : -1;
     Py_XDECREF(sent_obj);
     if (sent == -1 && PyErr_Occurred()) {
@@ -390,14 +393,14 @@ query_known(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         Py_DECREF(batch);
         goto done;
     }
-    queue = PyObject_GetAttr(inflight, s_queue);
+    queue = slot_get(inflight, s_queue, &c_queue);
     PyObject *appended = queue ? PyObject_CallMethodOneArg(queue, s_append, rec) : NULL;
     if (appended == NULL) {
         Py_DECREF(batch);
         goto done;
     }
     Py_DECREF(appended);
-    int rc = PyObject_SetAttr(inflight, s_sent_batches, batch);
+    int rc = slot_set(inflight, s_sent_batches, batch, &c_sent_batches);
     Py_DECREF(batch);
     if (rc < 0 || (to_server != Py_None && PyList_Append(to_server, msg) < 0) ||
         count_labels(counts, labels) < 0)
@@ -492,14 +495,14 @@ execute_batch(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     Py_ssize_t n = PyBytes_GET_SIZE(data);
     if (!is_execute_batch(buf, n, tab))
         Py_RETURN_FALSE;
-    PyObject *sent_obj = PyObject_GetAttr(inflight, s_sent_batches);
+    PyObject *sent_obj = slot_get(inflight, s_sent_batches, &c_sent_batches);
     if (sent_obj == NULL)
         return NULL;
     Py_ssize_t sent = PyLong_AsSsize_t(sent_obj);
     Py_DECREF(sent_obj);
     if (sent == -1 && PyErr_Occurred())
         return NULL;
-    PyObject *queue = PyObject_GetAttr(inflight, s_queue);
+    PyObject *queue = slot_get(inflight, s_queue, &c_queue);
     if (queue == NULL)
         return NULL;
     int rc = 0;
@@ -548,7 +551,7 @@ execute_batch(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
                 if (done != NULL) {
                     Py_DECREF(done);
                     rc = 0;
-                    PyObject *labels = PyObject_GetAttr(PyTuple_GET_ITEM(entry, 1), s_plain_labels);
+                    PyObject *labels = slot_get(PyTuple_GET_ITEM(entry, 1), s_plain_labels, &c_plain_labels);
                     if (labels == NULL)
                         rc = -1;
                     else if (labels == Py_None) {
@@ -576,7 +579,7 @@ execute_batch(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     PyObject *sent_new = PyLong_FromSsize_t(sent);
     if (sent_new == NULL)
         return NULL;
-    rc = PyObject_SetAttr(inflight, s_sent_batches, sent_new);
+    rc = slot_set(inflight, s_sent_batches, sent_new, &c_sent_batches);
     Py_DECREF(sent_new);
     if (rc < 0 || (to_server != Py_None && PyList_Append(to_server, data) < 0))
         return NULL;

@@ -365,6 +365,42 @@ def test_query_known_stops_at_a_policy_reload(implementation: str) -> None:
     assert not known(P.query("TRUNCATE t"), *args)  # the new verdict is not plain
 
 
+def test_slot_caches_follow_the_class() -> None:
+    # The C code remembers where a __slots__ class keeps an attribute; another class, or the
+    # same class changed, must go through normal attribute access again.
+    decider = _decider()
+    known = P.query("SELECT abalance FROM pgbench_accounts WHERE aid = 42;")
+    plain = R.InFlight()
+    assert NATIVE.query_known(known, decider, False, plain, None, {})  # learns InFlight
+    assert NATIVE.query_known(known, decider, False, plain, None, {})  # from the cache
+    assert plain.sent_batches == 2 and [r.batch for r in plain.queue] == [1, 2]
+
+    class Counted(R.InFlight):
+        __slots__ = ()
+
+        @property  # type: ignore[override]
+        def sent_batches(self) -> int:
+            return 41
+
+        @sent_batches.setter
+        def sent_batches(self, value: int) -> None:
+            self.done_batches = value  # where the assignment can be seen
+
+    other = Counted()
+    assert NATIVE.query_known(known, decider, False, other, None, {})
+    assert other.queue[-1].batch == 42 and other.done_batches == 42
+    slot = R.InFlight.__dict__["sent_batches"]
+    try:
+        R.InFlight.sent_batches = property(lambda self: 99, lambda self, value: None)  # type: ignore[assignment]
+        assert NATIVE.query_known(known, decider, False, plain, None, {})
+        assert plain.queue[-1].batch == 100
+    finally:
+        R.InFlight.sent_batches = slot  # type: ignore[assignment]
+    assert plain.sent_batches == 2  # the slot itself was never written meanwhile
+    assert NATIVE.query_known(known, decider, False, plain, None, {})
+    assert plain.sent_batches == 3
+
+
 # ------------------------------------------------------------------ execute_batch
 
 PLAIN = Verdict(Decision(Action.ALLOW, "r1"), None, None, plain_labels=("allow", "r1"))
