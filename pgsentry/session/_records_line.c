@@ -62,6 +62,13 @@ buf_put_bytes(Buf *b, PyObject *o)
 
 static const char hexdigits[] = "0123456789abcdef";
 
+/* The bytes a JSON string cannot hold as they are: control characters, '"' and '\\'. */
+static const unsigned char json_escaped[256] = {
+    [0x00 ... 0x1f] = 1,
+    ['"'] = 1,
+    ['\\'] = 1,
+};
+
 /* A JSON string exactly as orjson writes it: ", \ and control characters escaped,
  * everything else (DEL, non-ASCII) as UTF-8. Text that has no UTF-8 form (lone
  * surrogates) goes through encode.json_value, as the Python version does. */
@@ -87,12 +94,16 @@ buf_put_json_str(Buf *b, PyObject *s)
         return -1;
     char *out = b->p + b->len;
     *out++ = '"';
-    for (Py_ssize_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)u[i];
-        if (c >= 0x20 && c != '"' && c != '\\') {
-            *out++ = (char)c;
-            continue;
-        }
+    for (Py_ssize_t i = 0; i < n;) {
+        Py_ssize_t run = i; /* the characters written as they are, copied at once */
+        while (run < n && !json_escaped[(unsigned char)u[run]])
+            run++;
+        memcpy(out, u + i, (size_t)(run - i));
+        out += run - i;
+        if (run == n)
+            break;
+        unsigned char c = (unsigned char)u[run];
+        i = run + 1;
         *out++ = '\\';
         switch (c) {
         case '"': *out++ = '"'; break;
