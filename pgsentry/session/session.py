@@ -207,7 +207,9 @@ class Session:
         writing to them, and the caller's own Python path for everything else (see
         `_records_lane.c`). `after_client()` runs after a chunk the Lane forwarded when the
         session has output for the client, a hold or an end, or `len(audit_lines)` exceeds
-        `congested_above` (the audit log may then be congested)."""
+        `congested_above` (the audit log may then be congested). The Lane knows no sockets or
+        asyncio: the connection hands it the two writers, as it hands itself the outputs of
+        the Python path."""
         if Lane is None:
             return None
         return Lane(
