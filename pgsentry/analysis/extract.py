@@ -23,6 +23,7 @@ from pgsentry.analysis.functions import (
     DYNAMIC_SQL_FUNCTIONS,
     SET_CONFIG,
 )
+from pgsentry.analysis.settings import is_name_column, settings_named
 from pgsentry.analysis.where import Sensitivity, classify_where, contains, fold
 
 Node = dict[str, Any]
@@ -49,6 +50,9 @@ class Collector:
         self.nested: list[tuple[Node, str, frozenset[str]]] = []
         self.extra: list[StatementFacts] = []  # ready-made nested facts (bodies, subcommands)
         self.nest_origin = "cte"
+        # Inside a SELECT's target list: that SELECT, when it reads pg_settings (its `name`
+        # may then be pinned to constants, see settings.py); None anywhere else.
+        self.select_targets: Node | None = None
 
     # --- generic walk -------------------------------------------------------------------
     def walk(self, v: Any, scope: frozenset[str]) -> None:
@@ -108,7 +112,17 @@ class Collector:
 
     def select(self, n: Node, scope: frozenset[str]) -> None:
         inner = self.with_scope(n, scope)
-        self.walk_except(n, inner, _SKIP_WITH)
+        outer, self.select_targets = self.select_targets, None
+        try:
+            if settings_named(n) is None:
+                self.walk_except(n, inner, _SKIP_WITH)
+                return
+            # Its target list runs only on the rows its WHERE kept (see settings.py).
+            self.walk_except(n, inner, _SKIP_WITH_TARGETS)
+            self.select_targets = n
+            self.walk(n.get("targetList", []), inner)
+        finally:
+            self.select_targets = outer
 
     def facts(self, kind: str, origin: str, text: str, **kw: Any) -> StatementFacts:
         return StatementFacts(
@@ -124,6 +138,7 @@ class Collector:
 
 
 _SKIP_WITH = frozenset({"withClause"})
+_SKIP_WITH_TARGETS = frozenset({"withClause", "targetList"})
 
 # --- handlers for nodes found anywhere in a tree ----------------------------------------
 
@@ -149,6 +164,12 @@ _SKIP_FUNCNAME = frozenset({"funcname"})
 
 def _set_config(c: Collector, args: list[Node]) -> None:
     c.run.sens.hit = True
+    select = c.select_targets
+    if args and select is not None and is_name_column(args[0], select):
+        # SELECT set_config(name, ...) FROM pg_settings WHERE name = '...' (pg_dump)
+        for named in sorted(settings_named(select) or ()):
+            _set_config_of(c, named, args)
+        return
     setting: Any = None
     if args and not contains(args[0], _COLUMN):
         try:
@@ -160,6 +181,11 @@ def _set_config(c: Collector, args: list[Node]) -> None:
         c.run.effect("set", "*")
         c.run.effect("set_scs", "off")
         return
+    _set_config_of(c, setting, args)
+
+
+def _set_config_of(c: Collector, setting: str, args: list[Node]) -> None:
+    """set_config of one known setting."""
     setting = setting.strip().lower()
     if setting in _SETTING_MARKERS:
         c.add_function(SET_CONFIG)

@@ -45,6 +45,7 @@ TEMPLATES = [
     "DELETE FROM accounts WHERE owner LIKE '{s}'",
     "DELETE FROM accounts WHERE arr[{a}] = arr[{b}]",
     "SELECT set_config('{s}', 'replica', false)",
+    "SELECT set_config(name, 'replica', false) FROM pg_settings WHERE name = '{s}'",
     "SELECT * FROM accounts WHERE owner = '{s}' LIMIT {a}",
     "INSERT INTO accounts VALUES ({a}, '{s}', {b})",
     "DELETE FROM accounts WHERE (id = id) = {t}",

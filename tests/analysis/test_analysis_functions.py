@@ -55,6 +55,22 @@ def test_harmless_functions_are_not_flagged() -> None:
         "SELECT set_config('SESSION_REPLICATION_ROLE', 'replica', true)",
         "SELECT pg_catalog.set_config('session_replication_role', 'replica', false)",
         "SELECT set_config(name, 'replica', false) FROM pg_settings",
+        # set_config(name, ...) FROM pg_settings: only a WHERE pinning name to harmless
+        # settings, seen from the target list of that SELECT, clears it (see settings.py)
+        "SELECT set_config(name, 'replica', false) FROM pg_settings "
+        "WHERE name = 'session_replication_role'",
+        "SELECT set_config(name, 'x', false) FROM pg_settings "
+        "WHERE name = 'SESSION_REPLICATION_ROLE'",
+        "SELECT set_config(name, 'x', false) FROM pg_settings WHERE name IN ('work_mem', 'role')",
+        "SELECT set_config(name, 'x', false) FROM pg_settings WHERE name = 'work_mem' OR true",
+        "SELECT 1 FROM pg_settings WHERE name = 'work_mem' AND set_config(name, 'x', false) = ''",
+        "SELECT set_config(name, 'x', false) FROM myschema.pg_settings WHERE name = 'work_mem'",
+        "SELECT set_config(name, 'x', false) FROM pg_settings, t WHERE name = 'work_mem'",
+        "SELECT (SELECT set_config(name, 'x', false) FROM t) FROM pg_settings WHERE name = 'a'",
+        "SELECT set_config(pg_settings.name, 'x', false) FROM pg_settings s WHERE s.name = 'a'",
+        "SELECT set_config(setting, 'x', false) FROM pg_settings WHERE name = 'work_mem'",
+        "SELECT set_config(name, 'x', false) FROM pg_settings WHERE name = 'a' "
+        "UNION SELECT set_config(name, 'x', false) FROM pg_settings",
         "SELECT set_config($1, $2, false)",
         "SELECT set_config('session_' || 'replication_role', 'replica', false)",
         "SELECT set_config('role', 'postgres', false)",
@@ -77,6 +93,11 @@ def test_set_config_marker(sql: str) -> None:
     [
         "SELECT set_config('search_path', 'app', false)",
         "SELECT set_config('app.user_id', '42', true)",
+        # what pg_dump 15.14 and later sends
+        "SELECT set_config(name, 'view, foreign-table', false) FROM pg_settings "
+        "WHERE name = 'restrict_nonsystem_relation_kind'",
+        "SELECT pg_catalog.set_config(s.name, 'on', false) FROM pg_catalog.pg_settings s "
+        "WHERE 'work_mem' = s.name AND s.context = 'user'",
         "SET search_path = app",
         "RESET session_replication_role",
         "SET session_replication_role TO DEFAULT",

@@ -184,3 +184,12 @@ def test_restore_into_an_empty_database_through_the_proxy_still_works(
     count = prod_db.psql("SELECT count(*) FROM orders", dbname="tools_copy")
     assert count.strip() == "2000"
     prod_db.psql("DROP DATABASE tools_copy WITH (FORCE)")
+
+
+def test_pg_dump_through_the_proxy_works(prod_db: PgCluster, shipped_proxy: ProxyProcess) -> None:
+    """A backup is not an incident: pg_dump (15.14 and later set restrict_nonsystem_relation_kind
+    through set_config(name, ...) FROM pg_settings) dumps the same through the proxy."""
+    via_proxy = ["-h", shipped_proxy.host, "-p", str(shipped_proxy.port), "-U", "postgres"]
+    dumped = run_client(prod_db, "pg_dump", [*via_proxy, "--no-sync", PROD]).stdout.decode()
+    lines = [x for x in dumped.splitlines() if not x.startswith(("\\restrict", "\\unrestrict"))]
+    assert "\n".join(lines) == _plain(prod_db)
