@@ -447,11 +447,12 @@ class ClientConnection(asyncio.Protocol):
         if self.closed:
             return
         self.closed = True
+        # The transports are closed: break the reference cycles through `data_received`
+        # (the connection's own bound method, or the Lane's that holds it).
+        self.data_received = _discard
         if self._lane is not None:
-            # The transports are closed: break the connection <-> Lane reference cycle.
             self._lane.detach()
             self._lane = None
-            self.data_received = _discard
         if self.hold_id is not None:
             self.proxy.abandon_hold(self.hold_id)
         if self._hold_task is not None:
