@@ -91,15 +91,20 @@ class LanePath(PythonPath):
 
     def __init__(self) -> None:
         super().__init__()
-        self.lane = self.session.lane(
-            write_server=self.upstream.append,
-            write_client=self.client.append,
-            client_slow=super().client_data,
-            server_slow=super().server_data,
-            after_client=self.flush,
-            audit_lines=self.audit.lines,
-            congested_above=self.audit.congested_above,
-        )
+        self.relane()
+
+    def relane(self, **overrides: Any) -> None:
+        """A new Lane: the Python path and this path's outputs, but for `overrides`."""
+        arguments: dict[str, Any] = {
+            "write_server": self.upstream.append,
+            "write_client": self.client.append,
+            "client_slow": super().client_data,
+            "server_slow": super().server_data,
+            "after_client": self.flush,
+            "audit_lines": self.audit.lines,
+            "congested_above": self.audit.congested_above,
+        }
+        self.lane = self.session.lane(**(arguments | overrides))
 
     def client_data(self, data: bytes) -> None:
         self.lane.client_data(data)
@@ -201,16 +206,12 @@ def test_lane_equals_the_python_path(steps: list[tuple[str, str, int]]) -> None:
 def test_lane_forwards_a_known_query_itself() -> None:
     path = LanePath().authenticate()
     calls: list[str] = []
-    path.lane = path.session.lane(
-        write_server=path.upstream.append,
-        write_client=path.client.append,
+    path.relane(
         client_slow=lambda data: calls.append("client") or PythonPath.client_data(path, data),
         server_slow=lambda data, done=None: (
             calls.append("server") or PythonPath.server_data(path, data, done)
         ),
         after_client=lambda: calls.append("after"),
-        audit_lines=path.audit.lines,
-        congested_above=path.audit.congested_above,
     )
     for value in (1, 2):
         path.client_data(CLIENT["select"](value))
@@ -238,11 +239,7 @@ def test_lane_never_forwards_what_policy_stops() -> None:
 def test_lane_hands_a_congested_audit_log_to_the_connection() -> None:
     path = LanePath().authenticate()
     flushes: list[int] = []
-    path.lane = path.session.lane(
-        write_server=path.upstream.append,
-        write_client=path.client.append,
-        client_slow=PythonPath.client_data.__get__(path),
-        server_slow=PythonPath.server_data.__get__(path),
+    path.relane(
         after_client=lambda: flushes.append(1),
         audit_lines=[None] * 5,  # as if five lines waited for the writer
         congested_above=4,
@@ -280,15 +277,7 @@ def test_lane_rejects_a_session_of_another_class() -> None:
 def test_lane_runs_a_prepared_statement_itself() -> None:
     path = LanePath().authenticate()
     slow: list[bytes] = []
-    path.lane = path.session.lane(
-        write_server=path.upstream.append,
-        write_client=path.client.append,
-        client_slow=lambda data: slow.append(data) or PythonPath.client_data(path, data),
-        server_slow=PythonPath.server_data.__get__(path),
-        after_client=path.flush,
-        audit_lines=path.audit.lines,
-        congested_above=path.audit.congested_above,
-    )
+    path.relane(client_slow=lambda data: slow.append(data) or PythonPath.client_data(path, data))
     path.client_data(CLIENT["parse"](0))  # judged at Parse, on the Python path
     path.server_data(SERVER["parse-complete"])
     path.client_data(CLIENT["execute"](42))
