@@ -2,8 +2,8 @@
 
 Owns the public entry point, the caches and the fast path. Never raises.
 
-1. Text cache: (text, standard_conforming_strings) -> Analysis. A repeated text costs one
-   dictionary look-up.
+1. Text cache: (text, standard_conforming_strings on, off or not known) -> Analysis. A
+   repeated text costs one dictionary look-up.
 2. Shape cache (the fast path for never-seen texts): libpg_query's `normalize` replaces
    every constant token with $n and keeps all other text byte for byte, so two texts with
    the same normalized form differ only in constants. A full analysis is stored under its
@@ -51,6 +51,7 @@ _SHAPE_KINDS = frozenset({K.SELECT, K.INSERT, K.UPDATE, K.DELETE})
 
 _texts_on: OrderedDict[str, Analysis] = OrderedDict()
 _texts_off: OrderedDict[str, Analysis] = OrderedDict()
+_texts_either: OrderedDict[str, Analysis] = OrderedDict()
 _shapes: OrderedDict[str, Analysis] = OrderedDict()
 _lexical: OrderedDict[str, Analysis] = OrderedDict()
 
@@ -59,18 +60,29 @@ def clear_cache() -> None:
     """Forget every cached analysis and shape."""
     _texts_on.clear()
     _texts_off.clear()
+    _texts_either.clear()
     _shapes.clear()
     _lexical.clear()
 
 
 def cache_sizes() -> tuple[int, int]:
     """(cached texts, cached shapes), for metrics."""
-    return len(_texts_on) + len(_texts_off), len(_shapes)
+    return len(_texts_on) + len(_texts_off) + len(_texts_either), len(_shapes)
 
 
-def analyze(sql: str, *, standard_conforming_strings: bool = True) -> Analysis:
-    """The facts of every statement in `sql`. Unanalysable text -> `parse_error` set."""
-    texts = _texts_on if standard_conforming_strings else _texts_off
+def analyze(sql: str, *, standard_conforming_strings: bool | None = True) -> Analysis:
+    """The facts of every statement in `sql`. Unanalysable text -> `parse_error` set.
+
+    `standard_conforming_strings` None: the setting in force when the text runs is not
+    known (a pipelined statement); a text that reads otherwise with it off is read both
+    ways and both readings' statements count.
+    """
+    if standard_conforming_strings is None and "\\" not in sql:
+        standard_conforming_strings = True  # no backslash: both readings are the same
+    if standard_conforming_strings is None:
+        texts = _texts_either
+    else:
+        texts = _texts_on if standard_conforming_strings else _texts_off
     hit = texts.get(sql)
     if hit is not None:
         return hit
@@ -108,7 +120,7 @@ def known_lexical(key: str) -> Analysis | None:
     return _lexical.get(key)
 
 
-def _full(sql: str, scs: bool, shape: str | None) -> Analysis:
+def _full(sql: str, scs: bool | None, shape: str | None) -> Analysis:
     run = Run(scs)
     try:
         statements = tuple(run.analyze_text(sql, "top", 0))

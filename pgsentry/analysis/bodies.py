@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from pglast import parser
 
-from pgsentry.analysis.literals import Refused, check_text
+from pgsentry.analysis.literals import Refused, check_text, off_reading
 
 if TYPE_CHECKING:
     from pgsentry.analysis.extract import Collector
@@ -97,7 +97,7 @@ def _nested_text(c: Collector, sql: str, origin: str, depth: int) -> None:
         c.dynamic = True
         return
     try:
-        c.extra.extend(c.run.analyze_text(sql, origin, depth + 1))
+        c.extra.extend(c.run.analyze_text(sql, origin, depth + 1, either=True))
     except Refused:
         raise
     except parser.ParseError:
@@ -110,7 +110,7 @@ def _expression(c: Collector, expr: str, origin: str, depth: int) -> None:
         c.dynamic = True
         return
     try:
-        facts = c.run.analyze_text("SELECT " + expr, origin, depth + 1)
+        facts = c.run.analyze_text("SELECT " + expr, origin, depth + 1, either=True)
     except Refused:
         raise
     except parser.ParseError:
@@ -134,16 +134,56 @@ def _max_depth() -> int:
 
 
 def _plpgsql(c: Collector, text: str, body: str, origin: str, depth: int) -> None:
-    check_text(body, c.run.scs)
+    """PL/pgSQL reads its body when it runs, with the standard_conforming_strings then in
+    force: a body that reads otherwise with the setting off is walked in both readings."""
+    check_text(body, True)
+    alt = off_reading(body)
+    texts = [text]
+    if alt is not None:
+        alt_text = _with_body(text, body, alt)
+        if alt_text is None:
+            c.dynamic = True
+            return
+        texts.append(alt_text)
+    for one in texts:
+        try:
+            functions = json.loads(parser.parse_plpgsql_json(one))
+        except Exception:
+            c.dynamic = True  # PostgreSQL may accept what libpg_query cannot compile: opaque
+            return
+        if not functions:
+            c.dynamic = True
+            return
+        _walk_pl(c, functions, origin, depth)
+
+
+def _with_body(text: str, body: str, alt: str) -> str | None:
+    """`text` (a CREATE FUNCTION or DO) with the string constant holding `body` replaced by
+    `alt`, dollar-quoted; None when that constant cannot be found."""
+    data = text.encode("utf-8")
     try:
-        functions = json.loads(parser.parse_plpgsql_json(text))
+        tokens = parser.scan(text)
     except Exception:
-        c.dynamic = True  # PostgreSQL may accept what libpg_query cannot compile: opaque
-        return
-    if not functions:
-        c.dynamic = True
-        return
-    _walk_pl(c, functions, origin, depth)
+        return None
+    for tok in tokens:
+        if tok.name != "SCONST":
+            continue
+        raw = data[tok.start : tok.end + 1].decode("utf-8")
+        if raw.startswith("'"):
+            value = raw[1:-1].replace("''", "'")
+        elif raw.startswith("$"):
+            tag = raw[: raw.index("$", 1) + 1]
+            value = raw[len(tag) : -len(tag)]
+        else:
+            continue
+        if value != body:
+            continue
+        n = 0
+        while f"$pgsentry{n}$" in alt:
+            n += 1
+        quoted = f"$pgsentry{n}$" + alt + f"$pgsentry{n}$"
+        return (data[: tok.start] + quoted.encode("utf-8") + data[tok.end + 1 :]).decode("utf-8")
+    return None
 
 
 def _walk_pl(c: Collector, v: Any, origin: str, depth: int) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 from pglast import parser
 
 from pgsentry.analysis import kinds as K
+from pgsentry.analysis.encodings import unsafe_client_encoding_value
 from pgsentry.analysis.facts import Relation, StatementFacts, WhereClause
 from pgsentry.analysis.functions import (
     DANGEROUS_FUNCTIONS,
@@ -187,17 +188,23 @@ def _set_config(c: Collector, args: list[Node]) -> None:
 def _set_config_of(c: Collector, setting: str, args: list[Node]) -> None:
     """set_config of one known setting."""
     setting = setting.strip().lower()
-    if setting in _SETTING_MARKERS:
+    if setting in _SETTING_MARKERS or (
+        setting == "client_encoding" and unsafe_client_encoding_value(_constant(args, 1))
+    ):
         c.add_function(SET_CONFIG)
     c.run.effect("set", setting)
     if setting == "standard_conforming_strings":
-        value = None
-        if len(args) > 1 and not contains(args[1], _COLUMN):
-            try:
-                value = fold(args[1])
-            except Exception:
-                value = None
-        c.run.effect("set_scs", _on_off(value))
+        c.run.effect("set_scs", _on_off(_constant(args, 1)))
+
+
+def _constant(args: list[Node], i: int) -> Any:
+    """The value of argument `i` when it folds to a constant, else None."""
+    if len(args) <= i or contains(args[i], _COLUMN):
+        return None
+    try:
+        return fold(args[i])
+    except Exception:
+        return None
 
 
 def _on_off(value: Any) -> str:
@@ -222,8 +229,22 @@ def _h_dml(key: str) -> Callable[[Collector, Node, frozenset[str]], None]:
 
 def _h_varset(c: Collector, n: Node, scope: frozenset[str]) -> None:
     # SET inside ALTER ROLE / DATABASE / SYSTEM / FUNCTION ... SET
-    if str(n.get("name", "")).lower() in DANGEROUS_SETTINGS and n.get("kind") != "VAR_RESET":
+    if n.get("kind") != "VAR_RESET" and _dangerous_set(n):
         c.add_function(SET_CONFIG)
+
+
+def _dangerous_set(n: Node) -> bool:
+    """A VariableSetStmt (SET, or the SET of an ALTER) of a setting in DANGEROUS_SETTINGS,
+    or of client_encoding to anything but a safe encoding (see encodings.py)."""
+    name = str(n.get("name", "")).lower()
+    if name in DANGEROUS_SETTINGS:
+        return True
+    args = n.get("args", [])
+    return (
+        name == "client_encoding"
+        and n.get("kind") == "VAR_SET_VALUE"
+        and unsafe_client_encoding_value(_constant(args, 0) if len(args) == 1 else None)
+    )
 
 
 def _h_execute(c: Collector, n: Node, scope: frozenset[str]) -> None:
@@ -250,7 +271,8 @@ _HANDLERS: dict[str, Callable[[Collector, Node, frozenset[str]], None]] = {
 class Run:
     """One call of analyze(): settings, constant sensitivity, session effects."""
 
-    def __init__(self, standard_conforming_strings: bool) -> None:
+    def __init__(self, standard_conforming_strings: bool | None) -> None:
+        #: standard_conforming_strings in force when the text runs; None: not known
         self.scs = standard_conforming_strings
         self.sens = Sensitivity()
         self.effects: dict[tuple[str, str], None] = {}
@@ -258,11 +280,28 @@ class Run:
     def effect(self, what: str, value: str) -> None:
         self.effects[(what, value)] = None
 
-    def analyze_text(self, sql: str, origin: str, depth: int) -> list[StatementFacts]:
-        """Facts of every statement in `sql`; raises pglast.parser.ParseError."""
-        from pgsentry.analysis.literals import check_text
+    def analyze_text(
+        self, sql: str, origin: str, depth: int, *, either: bool = False
+    ) -> list[StatementFacts]:
+        """Facts of every statement in `sql`; raises pglast.parser.ParseError.
 
-        check_text(sql, self.scs)
+        With `either` (code bodies: they run later, under whatever the caller has set) or
+        when the setting is not known, the text is read both ways and the facts of both
+        readings count (`literals.off_reading`).
+        """
+        from pgsentry.analysis.literals import check_text, off_reading
+
+        if not either and self.scs is not None:
+            check_text(sql, self.scs)
+            return self._facts(sql, origin, depth)
+        check_text(sql, True)
+        out = self._facts(sql, origin, depth)
+        alt = off_reading(sql)
+        if alt is not None:
+            out.extend(self._facts(alt, origin, depth))
+        return out
+
+    def _facts(self, sql: str, origin: str, depth: int) -> list[StatementFacts]:
         tree = json.loads(parser.parse_sql_json(sql))
         raws = tree.get("stmts", [])
         out: list[StatementFacts] = []
@@ -541,14 +580,8 @@ def _r_varset(c: Collector, n: Node, origin: str, text: str, depth: int) -> Stat
             c.run.effect("set_scs", "default")
         else:
             args = n.get("args", [])
-            value: Any = None
-            if len(args) == 1:
-                try:
-                    value = fold(args[0])
-                except Exception:
-                    value = None
-            c.run.effect("set_scs", _on_off(value))
-    if name in DANGEROUS_SETTINGS and not resetting:
+            c.run.effect("set_scs", _on_off(_constant(args, 0) if len(args) == 1 else None))
+    if not resetting and _dangerous_set(n):
         c.add_function(SET_CONFIG)
     if vkind == "VAR_RESET":
         return c.facts(K.RESET, origin, text)

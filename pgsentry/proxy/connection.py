@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from pgsentry import metrics
 from pgsentry.policy.decision import HoldSpec
-from pgsentry.session.session import Session
+from pgsentry.session.session import Session, StartupRefused
 from pgsentry.wire import errors as E
 from pgsentry.wire.startup import (
     CancelRequest,
@@ -241,7 +241,11 @@ class ClientConnection(asyncio.Protocol):
             self._fatal(E.INVALID_AUTHORIZATION, "pgsentry requires TLS (sslmode=require)")
             return
         self.session = self.proxy.new_session(self)
-        self.session.startup(startup)
+        try:
+            self.session.startup(startup)
+        except StartupRefused as exc:
+            self._fatal(exc.sqlstate, str(exc))
+            return
         if self.session.to_client:
             self._write_all(self.session.to_client)
         assert self.transport is not None

@@ -30,7 +30,9 @@ class PolicyLike(Protocol):
 
 
 class Analyzer(Protocol):
-    def __call__(self, sql: str, *, standard_conforming_strings: bool = True) -> Analysis: ...
+    def __call__(
+        self, sql: str, *, standard_conforming_strings: bool | None = True
+    ) -> Analysis: ...
 
 
 class PolicyHolder:
@@ -137,7 +139,7 @@ class SessionDecider:
     def __init__(self, holder: PolicyHolder, analyze: Analyzer) -> None:
         self.holder = holder
         self._analyze = analyze
-        self._cache: dict[tuple[str, bool, bool], Verdict] = {}
+        self._cache: dict[tuple[str, bool | None, bool], Verdict] = {}
         # Analysis shares one Analysis object per statement shape (literals aside), so a
         # decision for a new text of a known shape is a look-up too. Keyed by identity;
         # the value keeps the Analysis alive so the id cannot be reused.
@@ -149,7 +151,7 @@ class SessionDecider:
         self.by_lexical: tuple[dict[str, Verdict], dict[str, Verdict]] | None = None
         self.generation = -1  # of the policy these caches were filled under
 
-    def decide(self, sql: str, who: Principal, scs: bool) -> Verdict:
+    def decide(self, sql: str, who: Principal, scs: bool | None) -> Verdict:
         policy = self.holder.policy
         if policy.generation != self.generation:
             self.reset()
@@ -192,6 +194,12 @@ class SessionDecider:
                 by_lexical.clear()
             by_lexical[lexical] = verdict
         return verdict
+
+    def decide_unreadable(self, reason: str, who: Principal) -> Verdict:
+        """The verdict on a text pgsentry cannot read (`reason`): the policy's
+        on_unparseable, as for a text that does not parse. Never cached."""
+        analysis = Analysis(parse_error=reason)
+        return Verdict(self.holder.policy.decide(analysis, who, datetime.now(UTC)), analysis, None)
 
     def reset(self) -> None:
         """Forget every decision (policy reloaded, or who is asking changed)."""

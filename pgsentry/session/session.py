@@ -19,9 +19,10 @@ import secrets
 from collections.abc import Callable, Sized
 from dataclasses import dataclass, field, replace
 from enum import Enum
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 from pgsentry import metrics
+from pgsentry.analysis.encodings import safe_client_encoding
 from pgsentry.audit.encode import members
 from pgsentry.policy.decision import Action, Decision, Principal
 from pgsentry.session.decider import SessionDecider, Verdict, decision_labels, verdict_facts
@@ -85,8 +86,10 @@ class Session:
     __slots__ = (
         "_audit_head",
         "_backlog",
+        "_batch_open",
         "_binding_mismatch",
         "_client",
+        "_foreign_encoding",
         "_inflight",
         "_marker_base",
         "_marker_seq",
@@ -160,6 +163,8 @@ class Session:
         self._pending_size = 0
         self._backlog: list[Item] = []  # client items waiting behind a hold
         self._skip_to_sync = False  # after a refused Parse, drop messages until Sync
+        self._batch_open = False  # extended messages went (or wait to go) up before a Sync
+        self._foreign_encoding: str | None = None  # a client_encoding pgsentry cannot read
         self._inflight = InFlight()
         self._portals: dict[str, str] = {}  # portal -> statement name
         self._statements: dict[str, tuple[str, Verdict]] = {}  # name -> (SQL, its verdict)
@@ -175,17 +180,37 @@ class Session:
 
     # ------------------------------------------------------------------ startup
     def startup(self, msg: StartupMessage) -> None:
-        """The client's StartupMessage: negotiate the version down, pass it upstream."""
+        """The client's StartupMessage: judge the settings it makes, negotiate the version
+        down, pass it upstream. Raises StartupRefused (the connection is refused, nothing
+        reaches the server) when a setting is one the policy would not let a SET make."""
         params = {k: v for k, v in msg.params.items() if not k.startswith("_pq_.")}
         self.user = params.get("user", "")
         self.database = params.get("database", self.user)
         self.application_name = params.get("application_name", "")
         self._rebuild_principal()
+        try:
+            settings = msg.settings()
+        except E.ProtocolError as exc:
+            self._refuse_startup(exc.sqlstate, str(exc))
+        for name, value in settings:
+            sql = f"SET {_quote_setting(name)} TO {_quote_literal(value)}"
+            verdict = self.decider.decide(sql, self.principal, True)
+            decision = verdict.decision
+            if decision.action is not Action.ALLOW:
+                self._refuse_startup(
+                    E.INSUFFICIENT_PRIVILEGE,
+                    f"pgsentry: connection setting {name}={value!r} refused, as the same "
+                    f"SET would be: {decision.reason}",
+                )
         if msg.minor > 0 or msg.protocol_options:
             self.to_client.append(
                 P.negotiate_protocol_version(P.PROTOCOL_3_0, msg.protocol_options)
             )
         self.to_server.append(P.startup_message(params))
+
+    def _refuse_startup(self, sqlstate: str, message: str) -> NoReturn:
+        self._audit_auth("refused", sqlstate=sqlstate, message=message)
+        raise StartupRefused(sqlstate, message)
 
     def _rebuild_principal(self) -> None:
         who = Principal(self.user, self.database, self.application_name, self.client_addr)
@@ -305,6 +330,7 @@ class Session:
             elif t == _F_SYNC:
                 self._skip_to_sync = False
                 self._queue(msg)
+                self._batch_open = False
                 self._inflight.sent_batches += 1
                 self._flush_pending()
             elif t == _F_QUERY:
@@ -339,6 +365,7 @@ class Session:
                 return
 
     def _queue(self, msg: bytes) -> None:
+        self._batch_open = True
         self._pending.append(msg)
         self._pending_size += len(msg)
         if self._pending_size > _PENDING_LIMIT:
@@ -352,12 +379,33 @@ class Session:
 
     def _judge(self, sql: str) -> Verdict:
         assert self._principals is not None
-        verdict = self.decider.decide(sql, self._principals[self.status != b"I"], self.scs)
+        who = self._principals[self.status != b"I"]
+        if self._foreign_encoding is not None and not sql.isascii():
+            # ASCII alone reads the same in every encoding; other bytes may not.
+            verdict = self.decider.decide_unreadable(
+                f"client_encoding is {self._foreign_encoding}, in which a quote or backslash "
+                "can hide inside a multibyte character; pgsentry reads UTF8 and the "
+                "encodings PostgreSQL allows for a server (SET client_encoding = 'UTF8')",
+                who,
+            )
+            count_decision(verdict)
+            return verdict
+        verdict = self.decider.decide(sql, who, self._scs_now())
         analysis = verdict.analysis
         if analysis is not None and analysis.session_effects:
             verdict = self._session_effects(sql, verdict)
         count_decision(verdict)
         return verdict
+
+    def _scs_now(self) -> bool | None:
+        """standard_conforming_strings for a text judged now: the server's last report when
+        everything sent before has been answered (ParameterStatus comes before
+        ReadyForQuery), else not known (None): a statement still ahead of it may change the
+        setting (SET, RESET, a function that sets it, the end of a transaction)."""
+        inflight = self._inflight
+        if inflight.sent_batches == inflight.done_batches and not self._batch_open:
+            return self.scs
+        return None
 
     def _session_effects(self, sql: str, verdict: Verdict) -> Verdict:
         """EXECUTE of an SQL-level prepared statement: judge its body again, now (who,
@@ -367,7 +415,7 @@ class Session:
             if effect != "execute":
                 continue
             for body_sql in self._sql_prepared.get(value, ()):
-                body = self.decider.decide(body_sql, self.principal, self.scs)
+                body = self.decider.decide(body_sql, self.principal, self._scs_now())
                 if _severity(body.decision) > _severity(verdict.decision):
                     verdict = body
         return verdict
@@ -781,6 +829,8 @@ class Session:
         name, value = P.parse_parameter_status(msg[5:])
         if name == "standard_conforming_strings":
             self.scs = value == "on"
+        elif name == "client_encoding":
+            self._foreign_encoding = None if safe_client_encoding(value) else value
         elif name == "application_name" and value != self.application_name:
             self.application_name = value
             self._rebuild_principal()
@@ -852,3 +902,20 @@ if lane_setup is not None:
 
 def _severity(decision: Decision) -> int:
     return {Action.ALLOW: 0, Action.HOLD: 1, Action.DENY: 2}[decision.action]
+
+
+class StartupRefused(Exception):
+    """A StartupMessage the proxy refuses: the connection ends with this FATAL error."""
+
+    def __init__(self, sqlstate: str, message: str) -> None:
+        super().__init__(message)
+        self.sqlstate = sqlstate
+
+
+def _quote_setting(name: str) -> str:
+    """A setting name as SET spells it (custom settings are dotted: "my"."option")."""
+    return ".".join('"' + part.replace('"', '""') + '"' for part in name.split("."))
+
+
+def _quote_literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"

@@ -1,7 +1,10 @@
 """Decoder for the startup phase: SSLRequest, GSSENCRequest, CancelRequest, StartupMessage.
 
 Owns the untyped, length-prefixed packets a client sends before its first typed
-message. Sans-I/O: feed bytes, take packets; raises only `ProtocolError`.
+message, and `StartupMessage.settings()`: the run-time parameters a StartupMessage sets
+(the server applies every key but user, database, replication and options as a setting,
+and reads options as command-line switches). Sans-I/O: feed bytes, take packets; raises
+only `ProtocolError`.
 """
 
 from __future__ import annotations
@@ -45,6 +48,66 @@ class StartupMessage:
     def protocol_options(self) -> list[str]:
         """`_pq_.` protocol extension options the client asked for."""
         return [k for k in self.params if k.startswith("_pq_.")]
+
+    def settings(self) -> list[tuple[str, str]]:
+        """(name, value) of every setting this StartupMessage makes, in the server's order:
+        the parameters, then `-c name=value` / `--name=value` in options. Raises
+        ProtocolError for any other switch in options (the server has dozens, some of
+        them settings, e.g. -O for allow_system_table_mods): pgsentry does not pass what
+        it cannot judge."""
+        out = [
+            (k.lower(), v)
+            for k, v in self.params.items()
+            if k not in _NOT_SETTINGS and not k.startswith("_pq_.")
+        ]
+        args = split_options(self.params.get("options", ""))
+        i = 0
+        while i < len(args):
+            arg = args[i]
+            if arg == "-c" and i + 1 < len(args):
+                i += 1
+                setting = args[i]
+            elif len(arg) > 2 and arg[:2] in ("--", "-c"):
+                setting = arg[2:]
+            else:
+                raise ProtocolError(
+                    f"pgsentry passes only -c name=value and --name=value in options, not {arg!r}",
+                    "0A000",
+                )
+            name, eq, value = setting.partition("=")
+            if not eq or not name:
+                raise ProtocolError(f"-c {setting} requires a value", "42601")
+            out.append((name.replace("-", "_").lower(), value))
+            i += 1
+        return out
+
+
+_NOT_SETTINGS = frozenset({"user", "database", "replication", "options"})
+
+
+def split_options(options: str) -> list[str]:
+    """The server's pg_split_opts: words split at white space, a backslash keeps the next
+    character (a space too) in the word."""
+    words: list[str] = []
+    word: list[str] = []
+    in_word = False
+    i = 0
+    while i < len(options):
+        ch = options[i]
+        if ch in " \t\n\v\f\r":  # C isspace()
+            if in_word:
+                words.append("".join(word))
+                word, in_word = [], False
+        else:
+            if ch == "\\" and i + 1 < len(options):
+                i += 1
+                ch = options[i]
+            word.append(ch)
+            in_word = True
+        i += 1
+    if in_word:
+        words.append("".join(word))
+    return words
 
 
 StartupPacket = SSLRequest | GSSENCRequest | CancelRequest | StartupMessage
