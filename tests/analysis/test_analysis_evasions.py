@@ -224,3 +224,60 @@ def test_dollar_quoted_drop_is_only_a_string() -> None:
 def test_strings_and_comments_hide_nothing_and_invent_nothing() -> None:
     result = analyze("SELECT 'DROP TABLE accounts' -- DROP TABLE orders")
     assert [s.kind for s in result.statements] == ["select"]
+
+
+# ------------------------------------------------------------------ reading both ways
+
+
+def test_off_reading_prefixes_plain_literals_with_backslashes() -> None:
+    from pgsentry.analysis.literals import off_reading
+
+    assert off_reading("SELECT 1") is None
+    assert off_reading("SELECT E'\\n', 'x'") is None
+    assert off_reading("SELECT '\\s+', 'y'") == "SELECT  E'\\s+', 'y'"
+    assert off_reading("SELECT 'a\\\\'") == "SELECT  E'a\\\\'"
+
+
+@pytest.mark.parametrize("sql", ["SELECT 'a\\' , $$'; DROP TABLE t; --$$", "SELECT 'x\\''"])
+def test_off_reading_refuses_a_literal_whose_end_moves(sql: str) -> None:
+    from pgsentry.analysis.literals import Refused, off_reading
+
+    with pytest.raises(Refused):
+        off_reading(sql)
+
+
+def test_unknown_setting_reads_a_text_both_ways() -> None:
+    hidden = "SELECT set_config('session_replic\\ation_role', 'replica', false)"
+    assert "set_config" not in analyze(hidden).statements[0].functions
+    either = analyze(hidden, standard_conforming_strings=None)
+    assert any("set_config" in s.functions for s in either.statements)
+    assert analyze(
+        "SELECT 'a\\' , $$'; DROP TABLE t; --$$", standard_conforming_strings=None
+    ).parse_error
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "$f$SELECT 'a\\' , $$'; DROP TABLE t; --$$$f$",
+        "$f$SELECT set_config('session_replic\\ation_role', 'replica', false)$f$",
+    ],
+)
+def test_sql_function_bodies_are_read_both_ways(body: str) -> None:
+    a = analyze(f"CREATE FUNCTION f() RETURNS void LANGUAGE sql AS {body}")
+    assert a.parse_error or any("set_config" in s.functions for s in a.statements)
+
+
+def test_plpgsql_bodies_are_read_both_ways() -> None:
+    body = "BEGIN PERFORM set_config('session_replic\\ation_role', 'replica', false); END"
+    for sql in (
+        f"CREATE FUNCTION f() RETURNS void LANGUAGE plpgsql AS $f${body}$f$",
+        f"DO $f${body}$f$",
+        "DO '" + body.replace("'", "''") + "'",
+    ):
+        a = analyze(sql)
+        assert a.parse_error is None, sql
+        assert any("set_config" in s.functions for s in a.statements), sql
+    plain = analyze("DO $f$BEGIN PERFORM regexp_replace('a  b', '\\s+', ' '); END$f$")
+    assert plain.parse_error is None
+    assert not any(s.functions for s in plain.statements)
