@@ -337,7 +337,9 @@ def _fold_a_expr(n: Node) -> Typed:
             return _numeric(-v.value) if v.type == "numeric" else _int(v.type, -v.value)
         raise Unknown
     left = fold_typed(n["lexpr"])
-    if kind == "AEXPR_OP" and right is not None and not isinstance(right, list):
+    if isinstance(right, dict) and "List" in right:  # IN (...), BETWEEN x AND y
+        right = right["List"].get("items") or []
+    if kind == "AEXPR_OP" and isinstance(right, dict):
         if op in ("+", "-", "*", "||"):
             return _arith(op, left, fold_typed(right))
         return compare(op, left, fold_typed(right))

@@ -160,7 +160,7 @@ def _output_names(sel: Node) -> list[str | None] | None:
         elif "FuncCall" in val:
             fn = val["FuncCall"].get("funcname") or [{}]
             out.append(str(fn[-1].get("String", {}).get("sval", "")) or None)
-        elif "A_Const" in val:
+        elif "A_Const" in val or "ParamRef" in val:  # alike: one shape (analyzer.py)
             out.append("?column?")
         else:
             out.append(None)  # a name pgsentry does not derive: unknown
