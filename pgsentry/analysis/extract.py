@@ -343,13 +343,16 @@ def _r_dml(kind: str, where_field: str | None) -> RootHandler:
                 n.get("relation"),
                 c.run.sens,
                 others=_other_sources(n),
-                variables=c.run.variables,
+                variables=c.run.variables | (_RULE_ROWS if origin == "rule_action" else set()),
             )
             if kind == K.MERGE and where == WhereClause.MISSING:
                 where = WhereClause.PRESENT
         return c.facts(kind, origin, text, where=where)
 
     return handler
+
+
+_RULE_ROWS = frozenset({"new", "old"})  # a rule action's NEW / OLD rows: not its target
 
 
 def _other_sources(n: Node) -> list[Node]:

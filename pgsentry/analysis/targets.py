@@ -9,7 +9,8 @@ Resolution follows PostgreSQL's, and where pgsentry cannot see enough to be sure
 tautological WHEREs applies; the writer's fix is to qualify the target's columns):
 
 - A name of a PL/pgSQL variable, parameter, block label or of the function itself, or of an
-  SQL function's parameter (`Scope.variables`), is never the target: PL/pgSQL resolves it
+  SQL function's parameter, or a rule action's NEW / OLD (`Scope.variables`), is never
+  the target: PL/pgSQL resolves it
   to the variable (or fails, under the default variable_conflict = error); in an SQL
   function a target column of the same name would win, but pgsentry cannot see the
   table's columns, so the parameter is assumed.

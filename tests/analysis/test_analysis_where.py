@@ -337,6 +337,19 @@ def test_condition_must_depend_on_the_target_row(sql: str, expected: WhereClause
             "AS $$BEGIN UPDATE victim SET v = 'x' WHERE n IS NULL; END$$",
             [T],
         ),
+        # a trigger function's NEW / OLD, a rule action's NEW / OLD are not the target row
+        (
+            "CREATE FUNCTION trg() RETURNS trigger LANGUAGE plpgsql "
+            "AS $$BEGIN DELETE FROM victim WHERE new.id = 1; RETURN NEW; END$$",
+            [T],
+        ),
+        (
+            "CREATE FUNCTION trg() RETURNS trigger LANGUAGE plpgsql "
+            "AS $$BEGIN DELETE FROM victim WHERE id = new.id; RETURN NEW; END$$",
+            [P],
+        ),
+        ("CREATE RULE r AS ON INSERT TO t DO ALSO DELETE FROM victim WHERE new.id = 1", [T]),
+        ("CREATE RULE r AS ON INSERT TO t DO ALSO DELETE FROM victim WHERE id = new.id", [P]),
         # a body's variables are its own: not those of the statement around it
         ("DO $$DECLARE id int; BEGIN NULL; END$$; DELETE FROM victim WHERE id = 1", [P]),
     ],
