@@ -8,12 +8,11 @@ Resolution follows PostgreSQL's, and where pgsentry cannot see enough to be sure
 "not the target" (so the WHERE counts as restricting nothing and a policy on
 tautological WHEREs applies; the writer's fix is to qualify the target's columns):
 
-- A name of a PL/pgSQL variable, parameter, block label or of the function itself, or of an
-  SQL function's parameter, or a rule action's NEW / OLD (`Scope.variables`), is never
-  the target: PL/pgSQL resolves it
-  to the variable (or fails, under the default variable_conflict = error); in an SQL
-  function a target column of the same name would win, but pgsentry cannot see the
-  table's columns, so the parameter is assumed.
+- A name of a PL/pgSQL variable, parameter, block label or of the function itself, of an
+  SQL function's parameter, or a rule action's NEW / OLD (`Scope.variables`) is never the
+  target: PL/pgSQL resolves it to the variable (or fails, under the default
+  variable_conflict = error); in an SQL function a target column of the same name would
+  win, but pgsentry cannot see the table's columns, so the parameter is assumed.
 - `q.col` (also `schema.q.col`): the FROM item named q (its alias, or its relation name),
   searched from the innermost query level outwards; the target iff that item is the
   target. When no FROM item is named q, q is a variable / label (not the target) or a
