@@ -6,12 +6,18 @@ parser (`parse_plpgsql_json`); every static SQL statement in it becomes a nested
 relations to the enclosing fact, and dynamic code (EXECUTE, FOR ... IN EXECUTE,
 OPEN ... FOR EXECUTE, RETURN QUERY EXECUTE) sets `dynamic_sql`. SQL-language bodies are
 analysed as SQL. Bodies in any other language, or that cannot be parsed, are opaque:
-`dynamic_sql`. Must not cache or know who is asking.
+`dynamic_sql`. While a body is analysed, `Run.variables` holds the names its statements
+may use for variables rather than columns (PL/pgSQL variables, parameters, loop variables,
+block labels, the function's name; an SQL function's input parameters): the WHERE
+judgement does not count them as the target row (see targets.py). Must not cache or know
+who is asking.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from pglast import parser
@@ -50,14 +56,17 @@ def do_block(c: Collector, n: Node, text: str, depth: int) -> None:
     if language != "plpgsql" or body is None:
         c.dynamic = True
         return
-    _plpgsql(c, text, body, "do_block", depth)
+    _plpgsql(c, text, body, "do_block", depth, ())
 
 
 def function_body(c: Collector, n: Node, text: str, depth: int) -> None:
     """Facts of a CREATE FUNCTION / PROCEDURE body; `text` is the statement's own text."""
+    names = [str(x.get("String", {}).get("sval", "")) for x in n.get("funcname", [])][-1:]
+    sql_names = names + _sql_parameters(n)
     sql_body = n.get("sql_body")
     if sql_body is not None:  # BEGIN ATOMIC ... END / RETURN expr: already parsed
-        _sql_body(c, sql_body, text, depth)
+        with _variables(c, sql_names):
+            _sql_body(c, sql_body, text, depth)
         return
     opts = _options(n.get("options", []))
     language = (_string(opts.get("language")) or "").lower()
@@ -68,11 +77,51 @@ def function_body(c: Collector, n: Node, text: str, depth: int) -> None:
         c.dynamic = True  # no body, or object file + symbol (C): opaque
         return
     if language == "plpgsql":
-        _plpgsql(c, text, body, "function_body", depth)
+        _plpgsql(c, text, body, "function_body", depth, names)
     elif language == "sql":
-        _nested_text(c, body, "function_body", depth)
+        with _variables(c, sql_names):
+            _nested_text(c, body, "function_body", depth)
     else:
         c.dynamic = True
+
+
+_SQL_INPUT_MODES = frozenset(
+    {"FUNC_PARAM_IN", "FUNC_PARAM_INOUT", "FUNC_PARAM_VARIADIC", "FUNC_PARAM_DEFAULT"}
+)
+
+
+def _sql_parameters(n: Node) -> list[str]:
+    """Names an SQL-language body may use for its parameters (not OUT / TABLE columns)."""
+    out: list[str] = []
+    for p in n.get("parameters", []):
+        fp = p.get("FunctionParameter", {})
+        if fp.get("name") and fp.get("mode", "FUNC_PARAM_DEFAULT") in _SQL_INPUT_MODES:
+            out.append(str(fp["name"]))
+    return out
+
+
+@contextmanager
+def _variables(c: Collector, names: Iterable[str]) -> Iterator[None]:
+    """`Run.variables` is `names` (a body's own: outer bodies' are not visible) meanwhile."""
+    saved = c.run.variables
+    c.run.variables = frozenset(names)
+    try:
+        yield
+    finally:
+        c.run.variables = saved
+
+
+def _pl_names(v: Any, out: set[str]) -> None:
+    """Variable (datum) names and block labels of a parsed PL/pgSQL function."""
+    if isinstance(v, dict):
+        for key, x in v.items():
+            if key in ("refname", "label") and isinstance(x, str):
+                out.add(x)
+            elif isinstance(x, dict | list):
+                _pl_names(x, out)
+    elif isinstance(v, list):
+        for x in v:
+            _pl_names(x, out)
 
 
 def _sql_body(c: Collector, v: Any, text: str, depth: int) -> None:
@@ -133,7 +182,9 @@ def _max_depth() -> int:
     return MAX_DEPTH
 
 
-def _plpgsql(c: Collector, text: str, body: str, origin: str, depth: int) -> None:
+def _plpgsql(
+    c: Collector, text: str, body: str, origin: str, depth: int, names: Iterable[str]
+) -> None:
     """PL/pgSQL reads its body when it runs, with the standard_conforming_strings then in
     force: a body that reads otherwise with the setting off is walked in both readings."""
     check_text(body, True)
@@ -154,7 +205,12 @@ def _plpgsql(c: Collector, text: str, body: str, origin: str, depth: int) -> Non
         if not functions:
             c.dynamic = True
             return
-        _walk_pl(c, functions, origin, depth)
+        # Every name declared anywhere in the body: more than a statement may see, which
+        # only makes the WHERE judgement stricter.
+        variables = set(names)
+        _pl_names(functions, variables)
+        with _variables(c, variables):
+            _walk_pl(c, functions, origin, depth)
 
 
 def _with_body(text: str, body: str, alt: str) -> str | None:

@@ -276,6 +276,9 @@ class Run:
         self.scs = standard_conforming_strings
         self.sens = Sensitivity()
         self.effects: dict[tuple[str, str], None] = {}
+        # Names of the PL/pgSQL variables / function parameters in scope of the body being
+        # analysed (set by bodies.py): a WHERE on them does not restrict rows (where.py).
+        self.variables: frozenset[str] = frozenset()
 
     def effect(self, what: str, value: str) -> None:
         self.effects[(what, value)] = None
@@ -374,12 +377,27 @@ def _r_dml(kind: str, where_field: str | None) -> RootHandler:
         c.walk_except(n, inner, _SKIP_WITH)
         where: WhereClause | None = None
         if where_field is not None:
-            where = classify_where(n.get(where_field), n.get("relation"), c.run.sens)
+            where = classify_where(
+                n.get(where_field),
+                n.get("relation"),
+                c.run.sens,
+                others=_other_sources(n),
+                variables=c.run.variables | (_RULE_ROWS if origin == "rule_action" else set()),
+            )
             if kind == K.MERGE and where == WhereClause.MISSING:
                 where = WhereClause.PRESENT
         return c.facts(kind, origin, text, where=where)
 
     return handler
+
+
+_RULE_ROWS = frozenset({"new", "old"})  # a rule action's NEW / OLD rows: not its target
+
+
+def _other_sources(n: Node) -> list[Node]:
+    """A DML's FROM items besides its target: DELETE USING, UPDATE FROM, MERGE USING."""
+    source = n.get("sourceRelation")
+    return [*n.get("usingClause", []), *n.get("fromClause", []), *([source] if source else [])]
 
 
 def _r_truncate(c: Collector, n: Node, origin: str, text: str, depth: int) -> StatementFacts:

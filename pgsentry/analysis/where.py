@@ -1,19 +1,48 @@
 """Judges the WHERE clause of a DELETE / UPDATE (and the ON clause of MERGE).
 
-Owns `classify_where` and the small constant folder behind it. Works on libpg_query's
-JSON parse tree (dicts). Conservative by design: an expression that does not depend on
-the row (no column reference) restricts nothing, so unless it provably folds to false /
-NULL it is TAUTOLOGICAL. Must not import pglast objects or do I/O.
+Owns `classify_where`: MISSING, TAUTOLOGICAL (restricts no rows) or PRESENT. Works on
+libpg_query's JSON parse tree (dicts). Conservative by design:
+
+- A condition, or a part of one, that cannot depend on the target row has the same value
+  for every target row (targets.py says which column references may denote the target
+  row: not a column of another FROM / USING item, not a PL/pgSQL variable or function
+  parameter, not a column of a subquery's own FROM items). It restricts nothing unless it
+  provably folds to false / NULL with exactly PostgreSQL's evaluation (fold.py). So a
+  column of another source, a variable, a $n parameter, an uncorrelated subquery or a
+  function call in place of a restriction makes the WHERE TAUTOLOGICAL.
+- `WHERE false`, `WHERE 1 = 2`, `WHERE NULL` fold exactly to false / NULL: they change no
+  row, so they are PRESENT (nothing to protect), as is every WHERE that may depend on the
+  target row but is not one of the recognised tautologies below.
+- Tautologies on the target row: x = x, x IS NULL OR x IS NOT NULL, col LIKE '%%', c OR
+  true, NOT false, (x = x) = true ..., and `col IN (SELECT col FROM same_table)` when that
+  subquery is unbounded. A subquery with LIMIT / OFFSET / FETCH FIRST (other than ALL,
+  NULL, OFFSET 0), DISTINCT ON, GROUP BY, HAVING, a window, a locking clause (FOR UPDATE
+  SKIP LOCKED), a set operation, a WITH, or a WHERE that restricts its own rows is bounded:
+  job queues and batched deletes are PRESENT.
 
 `Sensitivity` records whether the answer looked at a constant's value or type: the
 analyzer only reuses a result for a text that differs in constants when it did not.
+Must not import pglast objects or do I/O.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from pgsentry.analysis.facts import WhereClause
+from pgsentry.analysis.fold import Unknown, fold, opname
+from pgsentry.analysis.targets import (
+    Scope,
+    Source,
+    depends_on_target,
+    dml_scope,
+    fields,
+    refers_to_target,
+    select_scope,
+)
+
+__all__ = ["Sensitivity", "classify_where", "contains", "fold"]
 
 Node = dict[str, Any]
 
@@ -29,29 +58,26 @@ class Sensitivity:
         self.hit = False
 
 
-class _Unknown(Exception):
-    """A constant expression the folder cannot evaluate."""
+def classify_where(
+    where: Node | None,
+    target: Node | None,
+    sens: Sensitivity,
+    *,
+    others: Sequence[Node] = (),
+    variables: frozenset[str] = frozenset(),
+) -> WhereClause:
+    """MISSING / TAUTOLOGICAL / PRESENT for a WHERE clause of a statement on `target`.
 
-
-def classify_where(where: Node | None, target: Node | None, sens: Sensitivity) -> WhereClause:
-    """MISSING / TAUTOLOGICAL / PRESENT for a WHERE clause of a statement on `target`."""
+    `others`: the statement's other FROM items (DELETE USING, UPDATE FROM, MERGE USING);
+    `variables`: PL/pgSQL variables / function parameters in scope (see targets.py).
+    """
     if where is None:
         return WhereClause.MISSING
     if "CurrentOfExpr" in where:
         return WhereClause.PRESENT
-    names = _target_names(target)
-    truth = _truth(where, names, target, sens)
+    scope = dml_scope(target, list(others), variables)
+    truth = _truth(where, scope, target, sens)
     return WhereClause.TAUTOLOGICAL if truth == ALWAYS else WhereClause.PRESENT
-
-
-def _target_names(target: Node | None) -> frozenset[str]:
-    if not target:
-        return frozenset()
-    names = {target.get("relname", "")}
-    alias = target.get("alias")
-    if alias:
-        names.add(alias.get("aliasname", ""))
-    return frozenset(names)
 
 
 def contains(node: Any, keys: frozenset[str]) -> bool:
@@ -67,23 +93,28 @@ def contains(node: Any, keys: frozenset[str]) -> bool:
     return False
 
 
-_COLUMN = frozenset({"ColumnRef"})
 _CONSTS = frozenset({"A_Const", "ParamRef"})
 _BOOLISH = frozenset({"A_Expr", "BoolExpr", "NullTest", "BooleanTest", "SubLink"})
+_NOT = {ALWAYS: NEVER, NEVER: ALWAYS}
 
 
-def _truth(node: Node, names: frozenset[str], target: Node | None, sens: Sensitivity) -> int:
-    if not contains(node, _COLUMN):
-        # Same value for every row: all rows or none.
-        sens.hit = True
-        try:
-            value = fold(node)
-        except _Unknown:
-            return ALWAYS
-        return NEVER if value is None or value is False else ALWAYS
+def _constant_truth(node: Node, sens: Sensitivity) -> int:
+    """Truth of a condition with the same value for every target row."""
+    sens.hit = True
+    try:
+        value = fold(node)
+    except Unknown:
+        return ALWAYS
+    return NEVER if value is None or value is False else ALWAYS
+
+
+def _truth(node: Node, scope: Scope, target: Node | None, sens: Sensitivity) -> int:
+    if not depends_on_target(node, scope):
+        return _constant_truth(node, sens)
     ((kind, n),) = node.items()
+    names = scope.target_names()
     if kind == "BoolExpr":
-        parts = [_truth(a, names, target, sens) for a in n.get("args", [])]
+        parts = [_truth(a, scope, target, sens) for a in n.get("args", [])]
         op = n.get("boolop")
         if op == "AND_EXPR":
             if all(p == ALWAYS for p in parts):
@@ -94,21 +125,21 @@ def _truth(node: Node, names: frozenset[str], target: Node | None, sens: Sensiti
                 return ALWAYS
             return NEVER if all(p == NEVER for p in parts) else DEPENDS
         if op == "NOT_EXPR" and parts:
-            return {ALWAYS: NEVER, NEVER: ALWAYS}.get(parts[0], DEPENDS)
+            return _NOT.get(parts[0], DEPENDS)
         return DEPENDS
     if kind == "TypeCast":
-        return _truth(n["arg"], names, target, sens)
+        return _truth(n["arg"], scope, target, sens)
     if kind == "BooleanTest":
-        inner = _truth(n["arg"], names, target, sens)
+        inner = _truth(n["arg"], scope, target, sens)
         if n.get("booltesttype") in ("IS_TRUE", "IS_NOT_FALSE"):
             return inner
         if n.get("booltesttype") in ("IS_FALSE", "IS_NOT_TRUE"):
-            return {ALWAYS: NEVER, NEVER: ALWAYS}.get(inner, DEPENDS)
+            return _NOT.get(inner, DEPENDS)
         return DEPENDS
     if kind == "A_Expr":
-        return _truth_a_expr(n, names, target, sens)
+        return _truth_a_expr(n, scope, target, sens)
     if kind == "SubLink":
-        return _truth_sublink(n, names, target)
+        return _truth_sublink(n, scope, target, sens)
     return DEPENDS
 
 
@@ -116,9 +147,10 @@ _SAME_TRUE = {"=": ALWAYS, ">=": ALWAYS, "<=": ALWAYS, "<>": NEVER, "!=": NEVER}
 _SAME_TRUE |= {"<": NEVER, ">": NEVER}
 
 
-def _truth_a_expr(n: Node, names: frozenset[str], target: Node | None, sens: Sensitivity) -> int:
+def _truth_a_expr(n: Node, scope: Scope, target: Node | None, sens: Sensitivity) -> int:
     kind = n.get("kind")
-    op = _opname(n)
+    op = opname(n)
+    names = scope.target_names()
     left, right = n.get("lexpr"), n.get("rexpr")
     if left is None or right is None or isinstance(right, list):
         return DEPENDS
@@ -133,52 +165,91 @@ def _truth_a_expr(n: Node, names: frozenset[str], target: Node | None, sens: Sen
         # (condition) = true / false, (condition) <> false ...
         if kind == "AEXPR_OP" and op in ("=", "<>", "!="):
             for cond, const in ((left, right), (right, left)):
-                if next(iter(cond)) in _BOOLISH and not contains(const, _COLUMN):
+                if next(iter(cond)) in _BOOLISH and not depends_on_target(const, scope):
                     sens.hit = True
                     try:
                         value = fold(const)
-                    except _Unknown:
+                    except Unknown:
                         continue
                     if not isinstance(value, bool):
                         continue
-                    inner = _truth(cond, names, target, sens)
+                    inner = _truth(cond, scope, target, sens)
                     if (op == "=") != value:  # compared with false
-                        return {ALWAYS: NEVER, NEVER: ALWAYS}.get(inner, DEPENDS)
+                        return _NOT.get(inner, DEPENDS)
                     return inner
         return DEPENDS
     like = kind in ("AEXPR_LIKE", "AEXPR_ILIKE") and op in ("~~", "~~*")
-    if like and not contains(right, _COLUMN):
+    if like:
         sens.hit = True
         try:
             pattern = fold(right)
-        except _Unknown:
+        except Unknown:
             return DEPENDS
         if isinstance(pattern, str) and pattern and set(pattern) == {"%"}:
             return ALWAYS
     return DEPENDS
 
 
-def _truth_sublink(n: Node, names: frozenset[str], target: Node | None) -> int:
-    """`id IN (SELECT id FROM same_table)` with no WHERE: every row."""
-    if n.get("subLinkType") != "ANY_SUBLINK" or target is None:
+_UNBOUNDED_IF_EMPTY = ("groupClause", "havingClause", "windowClause", "lockingClause")
+
+
+def _truth_sublink(n: Node, scope: Scope, target: Node | None, sens: Sensitivity) -> int:
+    """`col IN (SELECT col FROM same_table)`, the subquery unbounded: every row."""
+    oper = [x.get("String", {}).get("sval") for x in n.get("operName") or []]
+    if n.get("subLinkType") != "ANY_SUBLINK" or target is None or oper not in ([], ["="]):
         return DEPENDS
     sub = n.get("subselect", {}).get("SelectStmt", {})
-    test = n.get("testexpr")
-    frm = sub.get("fromClause", [])
-    tlist = sub.get("targetList", [])
-    if sub.get("whereClause") or len(frm) != 1 or len(tlist) != 1 or test is None:
+    test = n.get("testexpr") or {}
+    frm = sub.get("fromClause") or []
+    tlist = sub.get("targetList") or []
+    if len(frm) != 1 or len(tlist) != 1 or "ColumnRef" not in test or _bounded(sub, sens):
         return DEPENDS
     rv = frm[0].get("RangeVar")
     if not rv or rv.get("relname") != target.get("relname"):
         return DEPENDS
-    if rv.get("schemaname") != target.get("schemaname"):
+    if rv.get("schemaname") != target.get("schemaname") or (
+        target.get("inh") and not rv.get("inh")
+    ):
         return DEPENDS
-    col = tlist[0].get("ResTarget", {}).get("val")
-    if not col or "ColumnRef" not in test or "ColumnRef" not in col:
+    col = tlist[0].get("ResTarget", {}).get("val") or {}
+    inner = select_scope(sub, scope)
+    if "ColumnRef" not in col or not refers_to_target(fields(test["ColumnRef"]), scope):
         return DEPENDS
-    if _colname(test["ColumnRef"], names) == _colname(col["ColumnRef"], _target_names(rv)):
-        return ALWAYS
-    return DEPENDS
+    if refers_to_target(fields(col["ColumnRef"]), inner):
+        return DEPENDS  # the outer row's column: not the subquery's rows
+    own = inner.levels[0][0].names
+    if _colname(test["ColumnRef"], scope.target_names()) != _colname(col["ColumnRef"], own):
+        return DEPENDS
+    where = sub.get("whereClause")
+    if where is not None:
+        # Its own rows as a second target: a WHERE on them (or on the outer row) bounds it.
+        rows = Scope(((Source(own, None, True),), *scope.levels), scope.variables)
+        if _truth(where, rows, rv, sens) != ALWAYS:
+            return DEPENDS
+    return ALWAYS
+
+
+def _bounded(sub: Node, sens: Sensitivity) -> bool:
+    """A subquery that may return fewer rows than its FROM item has, whatever its WHERE."""
+    if sub.get("op", "SETOP_NONE") != "SETOP_NONE" or sub.get("withClause"):
+        return True
+    if any(sub.get(k) for k in _UNBOUNDED_IF_EMPTY) or sub.get("valuesLists"):
+        return True
+    if any(d != {} for d in sub.get("distinctClause") or []):  # DISTINCT ON (...)
+        return True
+    for key in ("limitCount", "limitOffset"):
+        expr = sub.get(key)
+        if expr is None:
+            continue
+        sens.hit = True
+        try:
+            value = fold(expr)
+        except Unknown:
+            return True
+        if value is None or (key == "limitOffset" and value == 0):
+            continue  # LIMIT ALL / NULL, OFFSET 0 / NULL
+        return True
+    return False
 
 
 def _null_or_not_null(args: list[Node], names: frozenset[str]) -> bool:
@@ -190,11 +261,6 @@ def _null_or_not_null(args: list[Node], names: frozenset[str]) -> bool:
             key = repr(_colname(nt["arg"]["ColumnRef"], names))
             seen.setdefault(key, set()).add(nt.get("nulltesttype", ""))
     return any(v == {"IS_NULL", "IS_NOT_NULL"} for v in seen.values())
-
-
-def _opname(n: Node) -> str:
-    name = n.get("name") or [{}]
-    return str(name[-1].get("String", {}).get("sval", ""))
 
 
 def _colname(ref: Node, names: frozenset[str]) -> tuple[str, ...]:
@@ -219,204 +285,3 @@ def _strip(node: Any, names: frozenset[str]) -> Any:
     if isinstance(node, list):
         return [_strip(x, names) for x in node]
     return node
-
-
-# --- constant folding ---------------------------------------------------------------------
-
-_TRUE_WORDS = {"t", "tr", "tru", "true", "y", "ye", "yes", "on", "1"}
-_FALSE_WORDS = {"f", "fa", "fal", "fals", "false", "n", "no", "of", "off", "0"}
-_INT_TYPES = {"int2", "int4", "int8", "integer", "smallint", "bigint", "int"}
-_NUM_TYPES = {"numeric", "float4", "float8", "real", "decimal"}
-_TEXT_TYPES = {"text", "varchar", "bpchar", "name", "char"}
-
-
-def fold(node: Any) -> Any:
-    """Value of a constant expression (bool / int / float / str / None); raises _Unknown."""
-    ((kind, n),) = node.items()
-    if kind == "A_Const":
-        return _const(n)
-    if kind == "TypeCast":
-        return _cast(fold(n["arg"]), n.get("typeName", {}))
-    if kind == "BoolExpr":
-        return _fold_bool(n)
-    if kind == "A_Expr":
-        return _fold_a_expr(n)
-    if kind == "NullTest":
-        v = fold(n["arg"])
-        return (v is None) == (n.get("nulltesttype") == "IS_NULL")
-    if kind == "BooleanTest":
-        v = fold(n["arg"])
-        t = n.get("booltesttype", "")
-        table = {
-            "IS_TRUE": v is True,
-            "IS_NOT_TRUE": v is not True,
-            "IS_FALSE": v is False,
-            "IS_NOT_FALSE": v is not False,
-            "IS_UNKNOWN": v is None,
-            "IS_NOT_UNKNOWN": v is not None,
-        }
-        if t not in table:
-            raise _Unknown
-        return table[t]
-    if kind == "CoalesceExpr":
-        for a in n.get("args", []):
-            v = fold(a)
-            if v is not None:
-                return v
-        return None
-    raise _Unknown
-
-
-def _const(n: Node) -> Any:
-    if n.get("isnull"):
-        return None
-    if "ival" in n:
-        return int(n["ival"].get("ival", 0))
-    if "boolval" in n:
-        return bool(n["boolval"].get("boolval", False))
-    if "sval" in n:
-        return str(n["sval"].get("sval", ""))
-    if "fval" in n:
-        return float(n["fval"].get("fval", "0"))
-    raise _Unknown
-
-
-def _cast(v: Any, type_name: Node) -> Any:
-    names = type_name.get("names", [])
-    if not names or type_name.get("arrayBounds"):
-        raise _Unknown
-    t = names[-1].get("String", {}).get("sval", "")
-    if v is None:
-        return None
-    if t == "bool":
-        if isinstance(v, bool):
-            return v
-        if isinstance(v, int):
-            return v != 0
-        if isinstance(v, str):
-            w = v.strip().lower()
-            if w in _TRUE_WORDS:
-                return True
-            if w in _FALSE_WORDS:
-                return False
-        raise _Unknown
-    try:
-        if t in _INT_TYPES and isinstance(v, int | str) and not isinstance(v, bool):
-            return int(v)
-        if t in _NUM_TYPES and isinstance(v, int | float | str) and not isinstance(v, bool):
-            return float(v)
-    except ValueError:
-        raise _Unknown from None
-    if t in _TEXT_TYPES and isinstance(v, str):
-        return v
-    raise _Unknown
-
-
-def _fold_bool(n: Node) -> Any:
-    op = n.get("boolop")
-    vals = [fold(a) for a in n.get("args", [])]
-    if any(v is not None and not isinstance(v, bool) for v in vals):
-        raise _Unknown
-    if op == "NOT_EXPR" and len(vals) == 1:
-        return None if vals[0] is None else not vals[0]
-    if op == "AND_EXPR":
-        if False in vals:
-            return False
-        return None if None in vals else True
-    if op == "OR_EXPR":
-        if True in vals:
-            return True
-        return None if None in vals else False
-    raise _Unknown
-
-
-def _same_type(a: Any, b: Any) -> bool:
-    num = (int, float)
-    if isinstance(a, bool) or isinstance(b, bool):
-        return isinstance(a, bool) and isinstance(b, bool)
-    if isinstance(a, num) and isinstance(b, num):
-        return True
-    return isinstance(a, str) and isinstance(b, str)
-
-
-def _compare(op: str, a: Any, b: Any) -> Any:
-    if a is None or b is None:
-        return None
-    if not _same_type(a, b):
-        raise _Unknown
-    if isinstance(a, str) and op not in ("=", "<>", "!="):
-        raise _Unknown  # ordering depends on the collation
-    table = {
-        "=": a == b,
-        "<>": a != b,
-        "!=": a != b,
-        "<": a < b,
-        ">": a > b,
-        "<=": a <= b,
-        ">=": a >= b,
-    }
-    if op not in table:
-        raise _Unknown
-    return table[op]
-
-
-def _arith(op: str, a: Any, b: Any) -> Any:
-    if a is None or b is None:
-        return None
-    if isinstance(a, bool) or isinstance(b, bool):
-        raise _Unknown
-    if isinstance(a, int | float) and isinstance(b, int | float):
-        if op == "+":
-            return a + b
-        if op == "-":
-            return a - b
-        if op == "*":
-            return a * b
-    if op == "||" and isinstance(a, str) and isinstance(b, str):
-        return a + b
-    raise _Unknown
-
-
-def _fold_a_expr(n: Node) -> Any:
-    kind = n.get("kind")
-    op = _opname(n)
-    right = n.get("rexpr")
-    if n.get("lexpr") is None:
-        if kind == "AEXPR_OP" and op == "-" and right is not None:
-            v = fold(right)
-            if isinstance(v, int | float) and not isinstance(v, bool):
-                return -v
-        raise _Unknown
-    left = fold(n["lexpr"])
-    if kind == "AEXPR_OP":
-        if op in ("+", "-", "*", "||"):
-            return _arith(op, left, fold(right))
-        return _compare(op, left, fold(right))
-    if kind in ("AEXPR_DISTINCT", "AEXPR_NOT_DISTINCT"):
-        r = fold(right)
-        if left is None or r is None:
-            same = left is None and r is None
-        else:
-            same = bool(_compare("=", left, r))
-        return same if kind == "AEXPR_NOT_DISTINCT" else not same
-    if kind == "AEXPR_IN" and isinstance(right, list):
-        results = [_compare(op, left, fold(x)) for x in right]
-        if op == "=":
-            return True if True in results else (None if None in results else False)
-        return False if False in results else (None if None in results else True)
-    if kind in ("AEXPR_BETWEEN", "AEXPR_NOT_BETWEEN") and isinstance(right, list):
-        lo, hi = (fold(x) for x in right)
-        inside = _fold_and(_compare(">=", left, lo), _compare("<=", left, hi))
-        if kind == "AEXPR_BETWEEN":
-            return inside
-        return None if inside is None else not inside
-    if kind == "AEXPR_NULLIF":
-        r = fold(right)
-        return None if _compare("=", left, r) else left
-    raise _Unknown
-
-
-def _fold_and(a: Any, b: Any) -> Any:
-    if a is False or b is False:
-        return False
-    return None if a is None or b is None else True

@@ -50,6 +50,15 @@ TEMPLATES = [
     "INSERT INTO accounts VALUES ({a}, '{s}', {b})",
     "DELETE FROM accounts WHERE (id = id) = {t}",
     "DELETE FROM accounts WHERE coalesce({t}, false)",
+    "DELETE FROM accounts WHERE 0.{b} + 0.2 = 0.3",
+    "DELETE FROM accounts WHERE {a} + 2147483647 > {b}",
+    "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs LIMIT {a})",
+    "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs OFFSET {a})",
+    "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE {t})",
+    "DELETE FROM accounts USING (VALUES ({a})) s(k) WHERE s.k = {b}",
+    "DELETE FROM accounts USING (SELECT {a}) s WHERE id = {b}",
+    "UPDATE accounts SET owner = '{s}' FROM orders o WHERE o.total > {a}",
+    "DELETE FROM accounts WHERE EXISTS (SELECT 1 FROM orders o WHERE o.id = {a})",
 ]
 VALUES = {
     "a": ["1", "2", "0", "-1", "$1"],
