@@ -70,9 +70,7 @@ def _source_where(node: Node | None, sens: Sensitivity) -> WhereClause:
     """How the rows an INSERT takes from `node` (its selectStmt) are restricted."""
     if node is None:
         return WhereClause.PRESENT  # DEFAULT VALUES: one row
-    s = node.get("SelectStmt")
-    if s is None:
-        return WhereClause.MISSING
+    s = node.get("SelectStmt", node)  # the arms of a set operation come unwrapped
     if s.get("op", "SETOP_NONE") != "SETOP_NONE":
         return _widest(_source_where(s.get("larg"), sens), _source_where(s.get("rarg"), sens))
     if s.get("valuesLists"):
