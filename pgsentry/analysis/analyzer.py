@@ -8,8 +8,9 @@ Owns the public entry point, the caches and the fast path. Never raises.
    every constant token with $n and keeps all other text byte for byte, so two texts with
    the same normalized form differ only in constants. A full analysis is stored under its
    normalized form only when it is one SELECT / INSERT / UPDATE / DELETE with no nested
-   statement, no session effect and no dynamic code, and no fact depended on a constant's
-   value or type (`Sensitivity`). Any other text, or one whose shape is not stored yet,
+   statement (but the `update` fact of an INSERT ... ON CONFLICT DO UPDATE), no session
+   effect and no dynamic code, and no fact depended on a constant's value or type
+   (`Sensitivity`). Any other text, or one whose shape is not stored yet,
    takes the full path. `normalize` parses the whole text, so a text that does not parse,
    or that hides a second statement, never matches a stored shape. Such shape-cacheable
    statements carry the normalized text (constants as $n, like pg_stat_statements) in
@@ -134,18 +135,25 @@ def _full(sql: str, scs: bool | None, shape: str | None) -> Analysis:
         return Analysis(parse_error=f"analysis failed: {type(exc).__name__}: {exc}")
     effects = tuple(run.effects)
     result = Analysis(statements=statements, session_effects=effects)
-    if (
-        shape is not None
-        and not run.sens.hit
-        and not effects
-        and len(statements) == 1
-        and statements[0].kind in _SHAPE_KINDS
-        and not statements[0].dynamic_sql
-    ):
+    if shape is not None and not run.sens.hit and not effects and _one_plain_statement(statements):
         # Shared by every text of this shape, so its text is the normalized one.
-        result = Analysis(statements=(_with_text(statements[0], whole_text(shape)),))
+        text = whole_text(shape)
+        result = Analysis(statements=tuple(_with_text(s, text) for s in statements))
         _store(_shapes, shape, result, SHAPE_CACHE_SIZE)
     return result
+
+
+def _one_plain_statement(statements: tuple[StatementFacts, ...]) -> bool:
+    """One SELECT / INSERT / UPDATE / DELETE, or an upsert: INSERT + its DO UPDATE fact."""
+    if not statements or statements[0].kind not in _SHAPE_KINDS or statements[0].dynamic_sql:
+        return False
+    if len(statements) == 1:
+        return True
+    return (
+        len(statements) == 2
+        and statements[0].kind == K.INSERT
+        and (statements[1].origin == "on_conflict")
+    )
 
 
 def _with_text(facts: StatementFacts, text: str) -> StatementFacts:

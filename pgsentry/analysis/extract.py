@@ -3,8 +3,10 @@
 Owns `Run.analyze_text`: per statement its kind, relations (CTE names are not relations),
 WHERE judgement, cascade, flagged functions, named objects, session effects, and the nested
 statements (data-modifying CTEs, PREPARE, EXPLAIN ANALYZE, COPY (...), CREATE RULE actions,
-DO / function bodies via `bodies`). Walks plain dicts from `json.loads`, which is ~10x
-cheaper than pglast's AST objects. Must not cache, know who is asking, or do I/O.
+DO / function bodies via `bodies`). INSERT / ON CONFLICT is judged in `upsert`, ALTER TABLE
+and policies in `alter`, functions bound by name in DDL in `bindings`, file_fdw options in
+`foreign`. Walks plain dicts from `json.loads`, which is ~10x cheaper than pglast's AST
+objects. Must not cache, know who is asking, or do I/O.
 """
 
 from __future__ import annotations
@@ -15,9 +17,12 @@ from typing import Any
 
 from pglast import parser
 
+from pgsentry.analysis import alter, upsert
 from pgsentry.analysis import kinds as K
+from pgsentry.analysis.bindings import bind_functions
 from pgsentry.analysis.encodings import unsafe_client_encoding_value
 from pgsentry.analysis.facts import Relation, StatementFacts, WhereClause
+from pgsentry.analysis.foreign import server_access
 from pgsentry.analysis.functions import (
     DANGEROUS_FUNCTIONS,
     DANGEROUS_SETTINGS,
@@ -329,6 +334,8 @@ class Run:
         """Facts of one statement node, followed by those of its nested statements."""
         ((key, n),) = node.items()
         c = Collector(self, scope)
+        bind_functions(c, key, n)  # flagged functions DDL binds by name (bindings.py)
+        c.extra.extend(server_access(key, n, text))  # file_fdw program / filename
         handler = _ROOTS.get(key)
         if handler is None:
             kind = _SIMPLE.get(key) or _by_prefix(key)
@@ -468,54 +475,6 @@ def _r_drop(c: Collector, n: Node, origin: str, text: str, depth: int) -> Statem
             c.objects[".".join(parts)] = None
     kind = _DROP_KINDS.get(rtype, K.DROP_OTHER)
     return c.facts(kind, origin, text, cascade=n.get("behavior") == "DROP_CASCADE")
-
-
-_ALTER_CMD_KINDS = {
-    "AT_DisableTrig": K.ALTER_TABLE_DISABLE_TRIGGER,
-    "AT_DisableTrigAll": K.ALTER_TABLE_DISABLE_TRIGGER,
-    "AT_DisableTrigUser": K.ALTER_TABLE_DISABLE_TRIGGER,
-    "AT_DropColumn": K.ALTER_TABLE_DROP_COLUMN,
-    "AT_DisableRowSecurity": K.ALTER_TABLE_DISABLE_RLS,
-    "AT_NoForceRowSecurity": K.ALTER_TABLE_DISABLE_RLS,
-    "AT_DropConstraint": K.ALTER_TABLE_DROP_CONSTRAINT,
-}
-_ALTER_PRIORITY = (
-    K.ALTER_TABLE_DISABLE_TRIGGER,
-    K.ALTER_TABLE_DROP_COLUMN,
-    K.ALTER_TABLE_DISABLE_RLS,
-    K.ALTER_TABLE_DROP_CONSTRAINT,
-    K.ALTER_TABLE_DROP_DEFAULT,
-)
-
-
-def _r_alter_table(c: Collector, n: Node, origin: str, text: str, depth: int) -> StatementFacts:
-    c.walk(n, c.scope)
-    found: set[str] = set()
-    cascade = False
-    for cmd in n.get("cmds", []):
-        at = cmd.get("AlterTableCmd", {})
-        subtype = at.get("subtype", "")
-        sub = _ALTER_CMD_KINDS.get(subtype)
-        if subtype == "AT_ColumnDefault" and at.get("def") is None:
-            sub = K.ALTER_TABLE_DROP_DEFAULT
-        if sub:
-            found.add(sub)
-        cascade = cascade or at.get("behavior") == "DROP_CASCADE"
-    ordered = [k for k in _ALTER_PRIORITY if k in found]
-    is_table = n.get("objtype") in ("OBJECT_TABLE", "OBJECT_FOREIGN_TABLE")
-    kind = ordered[0] if ordered else (K.ALTER_TABLE if is_table else K.ALTER_OTHER)
-    mine = c.facts(kind, origin, text, cascade=cascade)
-    for extra in ordered[1:]:
-        c.extra.append(
-            StatementFacts(
-                kind=extra,
-                origin="subcommand",
-                relations=mine.relations,
-                cascade=cascade,
-                text=text,
-            )
-        )
-    return mine
 
 
 def _r_copy(c: Collector, n: Node, origin: str, text: str, depth: int) -> StatementFacts:
@@ -697,13 +656,15 @@ def _r_named(kind: str, field: str) -> RootHandler:
 
 _ROOTS: dict[str, RootHandler] = {
     "SelectStmt": _r_select,
-    "InsertStmt": _r_dml(K.INSERT, None),
+    "InsertStmt": upsert.insert,
     "UpdateStmt": _r_dml(K.UPDATE, "whereClause"),
     "DeleteStmt": _r_dml(K.DELETE, "whereClause"),
     "MergeStmt": _r_dml(K.MERGE, "joinCondition"),
     "TruncateStmt": _r_truncate,
     "DropStmt": _r_drop,
-    "AlterTableStmt": _r_alter_table,
+    "AlterTableStmt": alter.alter_table,
+    "CreatePolicyStmt": alter.create_policy,
+    "AlterPolicyStmt": alter.alter_policy,
     "CopyStmt": _r_copy,
     "ExplainStmt": _r_explain,
     "PrepareStmt": _r_prepare,

@@ -39,13 +39,14 @@ class StatementFacts:
 
     `kind` is one word of the documented vocabulary (see analysis/kinds.py).
     `origin` says where it was found: "top", "cte", "do_block", "function_body",
-    "rule_action", "prepare", "explain", "copy", "subcommand" (see analysis/kinds.py).
+    "rule_action", "prepare", "explain", "copy", "subcommand", "on_conflict",
+    "fdw_options" (see analysis/kinds.py).
     """
 
     kind: str
     origin: str = "top"
     relations: tuple[Relation, ...] = ()
-    where: WhereClause | None = None  # only for delete / update
+    where: WhereClause | None = None  # only for delete / update / merge
     cascade: bool = False
     dynamic_sql: bool = False  # code that cannot be seen statically (EXECUTE in plpgsql...)
     functions: tuple[str, ...] = ()  # flagged dangerous functions called, lower-case names

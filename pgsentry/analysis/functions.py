@@ -4,7 +4,9 @@ Owns `DANGEROUS_FUNCTIONS` (name -> why), `DYNAMIC_SQL_FUNCTIONS` (functions tha
 text pgsentry cannot see) and `DANGEROUS_SETTINGS` (parameters whose change bypasses
 safety). A call of any listed function anywhere in a statement (target list, WHERE,
 subquery, FROM, DEFAULT, index expression, ALTER ... USING, CALL argument ...) puts its
-lower-case name in `StatementFacts.functions`. Pure data, no logic.
+lower-case name in `StatementFacts.functions`; so does DDL that binds it by name to run
+later (CREATE OPERATOR ... FUNCTION =, CREATE AGGREGATE, CREATE CAST ...: see
+bindings.py). Pure data, no logic.
 """
 
 from __future__ import annotations

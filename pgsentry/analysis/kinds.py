@@ -53,6 +53,10 @@ ALTER_TABLE_DISABLE_TRIGGER = "alter_table_disable_trigger"
 ALTER_TABLE_DISABLE_RLS = "alter_table_disable_rls"
 ALTER_TABLE_DROP_CONSTRAINT = "alter_table_drop_constraint"
 ALTER_TABLE_DROP_DEFAULT = "alter_table_drop_default"
+ALTER_TABLE_ALTER_COLUMN_TYPE = "alter_table_alter_column_type"
+ALTER_TABLE_DISABLE_RULE = "alter_table_disable_rule"
+ALTER_TABLE_SET_UNLOGGED = "alter_table_set_unlogged"
+WEAKEN_POLICY = "weaken_policy"
 RENAME = "rename"
 ALTER_ROLE = "alter_role"
 ALTER_SYSTEM = "alter_system"
@@ -114,7 +118,7 @@ OTHER = "other"
 
 KINDS: dict[str, str] = {
     SELECT: "SELECT / VALUES / TABLE (also WITH ... SELECT); reads rows",
-    INSERT: "INSERT (including ON CONFLICT DO UPDATE)",
+    INSERT: "INSERT; ON CONFLICT DO UPDATE adds an `update` fact (origin on_conflict)",
     UPDATE: "UPDATE; `where` says whether it is restricted",
     DELETE: "DELETE; `where` says whether it is restricted",
     MERGE: "MERGE; `where` judges its ON condition",
@@ -150,10 +154,23 @@ KINDS: dict[str, str] = {
     DROP_OTHER: "any other DROP (rule, tablespace, server, collation, ...)",
     ALTER_TABLE: "ALTER TABLE without a more specific alter_table_* kind",
     ALTER_TABLE_DROP_COLUMN: "ALTER TABLE ... DROP COLUMN",
-    ALTER_TABLE_DISABLE_TRIGGER: "ALTER TABLE ... DISABLE TRIGGER (name / ALL / USER)",
+    ALTER_TABLE_DISABLE_TRIGGER: (
+        "ALTER TABLE ... DISABLE TRIGGER (name / ALL / USER), ENABLE REPLICA TRIGGER"
+    ),
     ALTER_TABLE_DISABLE_RLS: "ALTER TABLE ... DISABLE / NO FORCE ROW LEVEL SECURITY",
-    ALTER_TABLE_DROP_CONSTRAINT: "ALTER TABLE ... DROP CONSTRAINT (primary / foreign keys, checks)",
-    ALTER_TABLE_DROP_DEFAULT: "ALTER TABLE ... ALTER COLUMN ... DROP DEFAULT",
+    ALTER_TABLE_DROP_CONSTRAINT: (
+        "ALTER TABLE ... DROP CONSTRAINT (primary / foreign keys, checks), ... DROP NOT NULL"
+    ),
+    ALTER_TABLE_DROP_DEFAULT: "ALTER TABLE ... ALTER COLUMN ... DROP DEFAULT / DROP IDENTITY",
+    ALTER_TABLE_ALTER_COLUMN_TYPE: (
+        "ALTER TABLE ... ALTER COLUMN ... TYPE: rewrites every value (USING, or a lossy cast)"
+    ),
+    ALTER_TABLE_DISABLE_RULE: "ALTER TABLE ... DISABLE RULE / ENABLE REPLICA RULE",
+    ALTER_TABLE_SET_UNLOGGED: "ALTER TABLE ... SET UNLOGGED: a crash empties the table",
+    WEAKEN_POLICY: (
+        "CREATE POLICY (permissive) / ALTER POLICY with an always-true USING or WITH CHECK,"
+        " or ALTER POLICY ... TO: opens rows row-level security hid"
+    ),
     RENAME: "ALTER ... RENAME (table, column, schema, ...)",
     ALTER_ROLE: "ALTER ROLE / ALTER USER (incl. ... SET parameter)",
     ALTER_SYSTEM: "ALTER SYSTEM: changes postgresql.auto.conf",
@@ -213,4 +230,9 @@ ORIGINS: dict[str, str] = {
     "explain": "the statement under EXPLAIN ANALYZE (it really runs)",
     "copy": "a data-modifying statement inside COPY (...) TO",
     "subcommand": "a further dangerous action of the same ALTER TABLE statement",
+    "on_conflict": "the DO UPDATE of INSERT ... ON CONFLICT: an UPDATE of the colliding rows",
+    "fdw_options": (
+        "what a foreign table's OPTIONS make the server do each time it is read"
+        " (file_fdw `program`: copy_from_program, `filename`: copy_from_file)"
+    ),
 }

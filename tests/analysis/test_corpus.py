@@ -29,7 +29,9 @@ DANGEROUS_KINDS = {
     "drop_index", "drop_view", "drop_sequence", "drop_function", "drop_trigger",
     "drop_extension", "copy_from_program", "copy_to_program", "alter_table_disable_trigger",
     "alter_table_drop_column", "alter_table_drop_constraint", "alter_table_drop_default",
-    "create_rule", "alter_system",
+    "create_rule", "alter_system", "alter_table_alter_column_type", "alter_table_disable_rule",
+    "alter_table_set_unlogged", "alter_table_disable_rls", "weaken_policy", "copy_from_file",
+    "copy_to_file",
 }  # fmt: skip
 
 
