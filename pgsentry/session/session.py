@@ -19,10 +19,11 @@ import secrets
 from collections.abc import Callable, Sized
 from dataclasses import dataclass, field, replace
 from enum import Enum
+from itertools import pairwise
 from typing import Any, NoReturn, Protocol
 
 from pgsentry import metrics
-from pgsentry.analysis.encodings import safe_client_encoding
+from pgsentry.analysis.encodings import python_codec, safe_client_encoding
 from pgsentry.audit.encode import members
 from pgsentry.policy.decision import Action, Decision, Principal
 from pgsentry.session.decider import SessionDecider, Verdict, decision_labels, verdict_facts
@@ -89,6 +90,7 @@ class Session:
         "_batch_open",
         "_binding_mismatch",
         "_client",
+        "_codec",
         "_foreign_encoding",
         "_inflight",
         "_marker_base",
@@ -165,6 +167,7 @@ class Session:
         self._skip_to_sync = False  # after a refused Parse, drop messages until Sync
         self._batch_open = False  # extended messages went (or wait to go) up before a Sync
         self._foreign_encoding: str | None = None  # a client_encoding pgsentry cannot read
+        self._codec: str | None = None  # Python's codec for a safe client_encoding not UTF8
         self._inflight = InFlight()
         self._portals: dict[str, str] = {}  # portal -> statement name
         self._statements: dict[str, tuple[str, Verdict]] = {}  # name -> (SQL, its verdict)
@@ -380,22 +383,53 @@ class Session:
     def _judge(self, sql: str) -> Verdict:
         assert self._principals is not None
         who = self._principals[self.status != b"I"]
-        if self._foreign_encoding is not None and not sql.isascii():
-            # ASCII alone reads the same in every encoding; other bytes may not.
-            verdict = self.decider.decide_unreadable(
-                f"client_encoding is {self._foreign_encoding}, in which a quote or backslash "
-                "can hide inside a multibyte character; pgsentry reads UTF8 and the "
-                "encodings PostgreSQL allows for a server (SET client_encoding = 'UTF8')",
-                who,
-            )
+        scs = self._scs_now()
+        unreadable = self._unreadable(sql, scs is None)
+        if unreadable is not None:
+            verdict = self.decider.decide_unreadable(unreadable, who)
             count_decision(verdict)
             return verdict
-        verdict = self.decider.decide(sql, who, self._scs_now())
+        verdict = self.decider.decide(sql, who, scs)
         analysis = verdict.analysis
         if analysis is not None and analysis.session_effects:
             verdict = self._session_effects(sql, verdict)
         count_decision(verdict)
         return verdict
+
+    def _text(self, sql: str) -> str:
+        """A statement's text as the server reads it: the wire layer decodes UTF-8 (bytes
+        that are not, as surrogates); a session in another safe encoding re-reads it."""
+        if self._codec is None or sql.isascii():
+            return sql
+        return sql.encode("utf-8", "surrogateescape").decode(self._codec, "surrogateescape")
+
+    def _unreadable(self, sql: str, unsettled: bool) -> str | None:
+        """Why the server may read `sql` otherwise than pgsentry because of its encoding.
+
+        ASCII reads the same in every encoding. In a client-only encoding (SJIS, BIG5...)
+        the byte after a non-ASCII one may belong to the same character: a backslash there
+        would not escape what pgsentry reads it escaping. While statements are in flight
+        the encoding is not known (one of them may call a function that sets it), so a
+        non-ASCII character right before a backslash is refused then too.
+        """
+        if sql.isascii():
+            return None
+        if self._foreign_encoding is not None:
+            return (
+                f"client_encoding is {self._foreign_encoding}, in which a quote or "
+                "backslash can hide inside a multibyte character; pgsentry reads UTF8 and "
+                "the encodings PostgreSQL allows for a server (SET client_encoding = 'UTF8')"
+            )
+        if (
+            unsettled
+            and "\\" in sql
+            and any(b == "\\" and not a.isascii() for a, b in pairwise(sql))
+        ):
+            return (
+                "a non-ASCII character before a backslash, sent before the answer to an "
+                "earlier statement that may change client_encoding; send it on its own"
+            )
+        return None
 
     def _scs_now(self) -> bool | None:
         """standard_conforming_strings for a text judged now: the server's last report when
@@ -467,7 +501,7 @@ class Session:
 
     def _judge_query(self, msg: bytes) -> None:
         """A Query `query_known` did not take (a new shape, a refusal, a hold...)."""
-        sql = parse_query(msg)
+        sql = self._text(parse_query(msg))
         verdict = self._judge(sql)
         if verdict.decision.action is Action.HOLD:
             verdict_facts(verdict)  # the hold's notification carries them
@@ -511,6 +545,7 @@ class Session:
 
     def _on_parse(self, msg: bytes) -> None:
         name, sql = P.parse_parse(msg[5:])
+        sql = self._text(sql)
         verdict = self._judge(sql)
         if verdict.decision.action is Action.HOLD:
             verdict_facts(verdict)  # the hold's notification carries them
@@ -830,7 +865,9 @@ class Session:
         if name == "standard_conforming_strings":
             self.scs = value == "on"
         elif name == "client_encoding":
-            self._foreign_encoding = None if safe_client_encoding(value) else value
+            safe = safe_client_encoding(value)
+            self._foreign_encoding = None if safe else value
+            self._codec = python_codec(value) if safe else None
         elif name == "application_name" and value != self.application_name:
             self.application_name = value
             self._rebuild_principal()

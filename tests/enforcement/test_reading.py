@@ -195,3 +195,36 @@ def test_a_session_in_a_client_only_encoding_runs_only_ascii(
         assert _accounts_exist(fixture_db)
     finally:
         fixture_db.psql(f"DROP ROLE {role}")
+
+
+def test_a_pipelined_text_behind_a_function_that_may_set_the_encoding_is_refused(
+    shipped_proxy: ProxyProcess, fixture_db: PgCluster
+) -> None:
+    # pgsentry refuses to create such a function; one made before it was in place exists.
+    fixture_db.psql(
+        "CREATE FUNCTION public.to_sjis() RETURNS void LANGUAGE plpgsql AS "
+        "$f$BEGIN PERFORM set_config('client_encoding', 'SJIS', false); END$f$",
+        dbname=FIXTURE_DB,
+    )
+    try:
+        evil = "SELECT E'\xe3\x81\x83\\'; DROP TABLE accounts; --'".encode("latin-1")
+        with rawpg.RawConn(shipped_proxy.host, shipped_proxy.port) as conn:
+            conn.login(database=FIXTURE_DB)
+            conn.send(rawpg.query("SELECT public.to_sjis()") + rawpg.message(b"Q", evil + b"\0"))
+            conn.read_until([b"Z"])
+            refused = conn.read_until([b"Z"])
+        assert refused[0].kind == b"E" and refused[0].sqlstate == "42501"
+        assert _accounts_exist(fixture_db)
+    finally:
+        fixture_db.psql("DROP FUNCTION public.to_sjis()", dbname=FIXTURE_DB)
+
+
+@pytest.mark.parametrize(
+    ("encoding", "text"), [("LATIN1", "café"), ("WIN1252", "€uro"), ("EUC_JP", "日本")]
+)
+def test_single_byte_and_euc_sessions_read_their_own_text(
+    shipped_proxy: ProxyProcess, encoding: str, text: str
+) -> None:
+    with _connect(shipped_proxy, client_encoding=encoding) as conn:
+        assert conn.execute(f"SELECT '{text}'").fetchone() == (text,)
+        assert conn.execute("SELECT %s::text", [text]).fetchone() == (text,)

@@ -193,3 +193,29 @@ def test_pg_dump_through_the_proxy_works(prod_db: PgCluster, shipped_proxy: Prox
     dumped = run_client(prod_db, "pg_dump", [*via_proxy, "--no-sync", PROD]).stdout.decode()
     lines = [x for x in dumped.splitlines() if not x.startswith(("\\restrict", "\\unrestrict"))]
     assert "\n".join(lines) == _plain(prod_db)
+
+
+def test_pg_dump_of_a_database_with_a_large_object_works(
+    prod_db: PgCluster, shipped_proxy: ProxyProcess
+) -> None:
+    """pg_dump reads large objects with FunctionCall (lo_open, loread, lo_close): the shipped
+    policy allows the large-object calls that read and write, never lo_unlink."""
+    prod_db.psql("SELECT lo_from_bytea(424242, 'large object body')", dbname=PROD)
+    try:
+        via_proxy = ["-h", shipped_proxy.host, "-p", str(shipped_proxy.port), "-U", "postgres"]
+        dumped = run_client(prod_db, "pg_dump", [*via_proxy, "--no-sync", "-Fp", PROD]).stdout
+        assert b"SELECT pg_catalog.lo_open('424242', 131072);" in dumped
+        assert b"large object body".hex().encode() in dumped
+        unlink = run_client(
+            prod_db, "psql", [*via_proxy, "-d", PROD, "-c", "\\lo_unlink 424242"], check=False
+        )
+        assert b"function call oid 964" in unlink.stderr
+        assert (
+            prod_db.psql(
+                "SELECT count(*) FROM pg_largeobject_metadata WHERE oid = 424242", dbname=PROD
+            )
+            .strip()
+            .endswith("1")
+        )
+    finally:
+        prod_db.psql("SELECT lo_unlink(424242)", dbname=PROD)
