@@ -373,15 +373,23 @@ def test_function_call_is_denied_by_the_shipped_policies(
     assert _order_ids(fixture_db, 7051) == []
 
 
-def test_psql_lo_import_uses_function_call_and_is_denied(
+def test_psql_lo_import_goes_through_and_lo_unlink_is_denied(
     shipped_proxy: ProxyProcess, fixture_db: PgCluster, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
+    """Both use FunctionCall: the shipped policy allows the large-object calls that read and
+    write (allow-large-object-io), not lo_unlink (oid 964), which deletes one."""
     blob = tmp_path_factory.mktemp("lo") / "blob.bin"
     blob.write_bytes(b"x" * 1000)
     args = ["-X", "-h", shipped_proxy.host, "-p", str(shipped_proxy.port), "-U", "postgres"]
-    proc = run_client(
-        fixture_db, "psql", [*args, "-d", FIXTURE_DB, "-c", f"\\lo_import {blob}"], check=False
-    )
-    assert proc.returncode != 0
-    assert "pgsentry: statement denied by rule function_call" in proc.stderr.decode()
-    assert direct_fetch(fixture_db, "SELECT count(*) FROM pg_largeobject_metadata") == [(0,)]
+    args += ["-d", FIXTURE_DB]
+    run_client(fixture_db, "psql", [*args, "-c", f"\\lo_import {blob}"])
+    (oid,) = direct_fetch(fixture_db, "SELECT oid FROM pg_largeobject_metadata")[0]
+    try:
+        assert direct_fetch(fixture_db, "SELECT length(lo_get(%s))", [oid]) == [(1000,)]
+        proc = run_client(fixture_db, "psql", [*args, "-c", f"\\lo_unlink {oid}"], check=False)
+        assert proc.returncode != 0
+        assert "pgsentry: statement denied by rule function_call" in proc.stderr.decode()
+        assert "function call oid 964" in proc.stderr.decode()
+        assert direct_fetch(fixture_db, "SELECT count(*) FROM pg_largeobject_metadata") == [(1,)]
+    finally:
+        direct_fetch(fixture_db, "SELECT lo_unlink(%s)", [oid])
