@@ -195,8 +195,11 @@ class ClientConnection(asyncio.Protocol):
             self._startup_data(b"")
         elif isinstance(packet, CancelRequest):
             self.decoder = None
-            self.proxy.cancel(packet.pid, packet.secret)
-            self._close("cancel request")
+            forwarding = self.proxy.cancel(packet.pid, packet.secret)
+            if forwarding is None:
+                self._close("cancel request")
+            else:  # closed once the server has the request, as PostgreSQL does
+                forwarding.add_done_callback(lambda _: self._close("cancel request"))
         else:
             assert isinstance(packet, StartupMessage)
             self.decoder = None

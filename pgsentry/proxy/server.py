@@ -99,19 +99,24 @@ class Proxy:
             self._keys.pop(conn.session.proxy_key, None)
 
     # ------------------------------------------------------------------ cancel
-    def cancel(self, pid: int, secret: int) -> None:
+    def cancel(self, pid: int, secret: int) -> asyncio.Task[None] | None:
+        """Act on a CancelRequest. Returns the task forwarding it upstream, if any: the
+        client's cancel connection stays open until it is done, as PostgreSQL's does until
+        the backend was signalled (libpq and asyncpg send their next query only then)."""
         conn = self._keys.get((pid, secret))
         if conn is None or conn.session is None:
             metrics.CANCEL_REQUESTS.labels("unknown_key").inc()
-            return
+            return None
         if conn.hold_id is not None and self.holds is not None:
             self.holds.cancel(conn.hold_id)
             metrics.CANCEL_REQUESTS.labels("forwarded").inc()
-            return
+            return None
         upstream_key = conn.session.upstream_key
         if upstream_key is None:
-            return
-        self.track(asyncio.get_running_loop().create_task(self._send_cancel(*upstream_key)))
+            return None
+        task = asyncio.get_running_loop().create_task(self._send_cancel(*upstream_key))
+        self.track(task)
+        return task
 
     async def _send_cancel(self, pid: int, secret: int) -> None:
         try:

@@ -7,6 +7,7 @@ disable / prefer / require / verify-full, and forwarding a CancelRequest.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 from dataclasses import dataclass
 
@@ -65,10 +66,15 @@ async def open_upstream(
 
 
 async def send_cancel(target: UpstreamTarget, pid: int, secret: int) -> None:
-    """Send a CancelRequest for backend `pid` to the upstream server."""
-    _, writer, _ = await open_upstream(target)
+    """Send a CancelRequest for backend `pid` to the upstream server, and wait until the
+    server closes the connection: it does so once it has signalled the backend."""
+    reader, writer, _ = await open_upstream(target)
     try:
         writer.write(P.cancel_request(pid, secret))
         await writer.drain()
+        with contextlib.suppress(OSError, ssl.SSLError):
+            await asyncio.wait_for(reader.read(), target.connect_timeout)
+    except TimeoutError:
+        pass  # the server keeps it open: the request was delivered all the same
     finally:
         writer.close()

@@ -96,3 +96,19 @@ def test_forged_cancel_keys_never_cancel_another_session(
         _send_cancel(proxy, pid, secret)
         msgs = victim.read_until([b"Z"])
         assert [m.sqlstate for m in msgs if m.kind == b"E"] == ["57014"]
+
+
+def test_a_cancel_is_delivered_before_its_connection_closes(proxy: ProxyProcess) -> None:
+    """libpq and asyncpg send their next query once the server has closed the cancel
+    connection: PostgreSQL closes it only after signalling the backend. A cancel that
+    arrives after its statement ended does nothing, so it must never hit the next one."""
+    with RawConn(proxy.host, proxy.port, timeout=30) as conn:
+        conn.login()
+        assert conn.backend_key is not None
+        for _ in range(10):
+            with RawConn(proxy.host, proxy.port) as cancel:
+                cancel.send(rawpg.cancel_request(*conn.backend_key))
+                assert cancel.read_to_close() == []  # like PQcancel: wait for the close
+            conn.send(rawpg.query("SELECT pg_sleep(0.2)"))
+            msgs = conn.read_until([b"Z"])
+            assert [m.fields for m in msgs if m.kind == b"E"] == []
