@@ -273,6 +273,9 @@ _HANDLERS: dict[str, Callable[[Collector, Node, frozenset[str]], None]] = {
 }
 
 
+SPLIT_ABOVE = 16 * 1024  # characters: longer texts are parsed one statement at a time
+
+
 class Run:
     """One call of analyze(): settings, constant sensitivity, session effects."""
 
@@ -310,9 +313,19 @@ class Run:
         return out
 
     def _facts(self, sql: str, origin: str, depth: int) -> list[StatementFacts]:
+        if len(sql) > SPLIT_ABOVE:
+            # A long text is split first (the parser finds the statements) and each one
+            # parsed alone: one parse tree of 100,000 statements takes about a GB, and one
+            # call to build it would hold the interpreter for seconds.
+            pieces = parser.split(sql, with_parser=True, only_slices=True)
+            if len(pieces) > 1:
+                out: list[StatementFacts] = []
+                for piece in pieces:
+                    out.extend(self._facts(sql[piece], origin, depth))
+                return out
         tree = json.loads(parser.parse_sql_json(sql))
         raws = tree.get("stmts", [])
-        out: list[StatementFacts] = []
+        out = []
         data = sql.encode("utf-8") if len(raws) > 1 and not sql.isascii() else None
         for raw in raws:
             if len(raws) == 1:

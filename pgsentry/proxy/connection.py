@@ -32,6 +32,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# Texts longer than this (characters) are analysed in a process of their own
+# (`Proxy.analyse_apart`); shorter ones the session stopped at on a worker thread.
+ANALYSE_IN_PROCESS_ABOVE = 1 << 20
+
 
 class UpstreamProtocol(asyncio.Protocol):
     """Receives the server's bytes and hands them to the client connection."""
@@ -372,6 +376,20 @@ class ClientConnection(asyncio.Protocol):
         session = self.session
         assert session is not None and session.hold is not None
         request = session.hold
+        judgement = request.judge
+        if judgement is not None:  # a long text: judged off the event loop
+            try:
+                analysis = None
+                if judgement.needs_analysis and len(judgement.sql) > ANALYSE_IN_PROCESS_ABOVE:
+                    analysis = await self.proxy.analyse_apart(judgement.sql, judgement.scs)
+                verdict = await asyncio.to_thread(judgement.decide, analysis)
+            finally:
+                self._hold_task = None
+            if not self.closed:
+                session.resolve_judgement(verdict)
+                self._flush()  # which starts the hold if the verdict is one
+            return
+        assert request.verdict is not None
         decision = request.verdict.decision
         hold_id = None
         try:

@@ -2,7 +2,8 @@
 
 Owns the listening socket, the map from the BackendKeyData the proxy hands out to
 the session that owns it (so a CancelRequest reaches exactly that session's upstream
-backend), carrying out holds through the hold registry, and graceful shutdown.
+backend), carrying out holds through the hold registry, the process that analyses texts
+too long for the event loop (`analyse_apart`), and graceful shutdown.
 """
 
 from __future__ import annotations
@@ -10,13 +11,16 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import multiprocessing
 import secrets
 import ssl
 import time
+from concurrent.futures import ProcessPoolExecutor
+from functools import partial
 from typing import Any
 
 from pgsentry import metrics
-from pgsentry.analysis import analyze
+from pgsentry.analysis import Analysis, analyze
 from pgsentry.audit import AuditLog
 from pgsentry.holds import HoldLimitExceeded, HoldRegistry, HoldState
 from pgsentry.policy.decision import Decision, HoldSpec
@@ -59,6 +63,7 @@ class Proxy:
         self._ids = itertools.count(1)
         self._prefix = secrets.token_hex(3)
         self._server: asyncio.Server | None = None
+        self._analysis_pool: ProcessPoolExecutor | None = None
 
     async def start(self, host: str, port: int) -> asyncio.Server:
         loop = asyncio.get_running_loop()
@@ -177,6 +182,22 @@ class Proxy:
         if self.holds is not None:
             self.holds.abandon(hold_id)
 
+    # ------------------------------------------------------------------ long texts
+    async def analyse_apart(self, sql: str, scs: bool | None) -> Analysis:
+        """Analyse a very long text in a process of its own: parsing one statement of
+        megabytes builds its whole tree in one call, which holds the interpreter (and so
+        every session) for seconds and takes about a hundred times the text in memory.
+        One worker, so such texts queue behind each other, not in front of other sessions;
+        a fresh process for each, so its memory goes back when it is done."""
+        if self._analysis_pool is None:
+            self._analysis_pool = ProcessPoolExecutor(
+                max_workers=1,
+                mp_context=multiprocessing.get_context("spawn"),
+                max_tasks_per_child=1,
+            )
+        job = partial(analyze, sql, standard_conforming_strings=scs)
+        return await asyncio.get_running_loop().run_in_executor(self._analysis_pool, job)
+
     # ------------------------------------------------------------------ shutdown
     async def shutdown(self, grace: float) -> None:
         """Stop accepting; let statements in flight finish for up to `grace` seconds."""
@@ -189,4 +210,6 @@ class Proxy:
             await asyncio.sleep(0.05)
         for conn in list(self.connections):
             conn._fatal(E.ADMIN_SHUTDOWN, "terminating connection: pgsentry is shutting down")
+        if self._analysis_pool is not None:
+            self._analysis_pool.shutdown(wait=False, cancel_futures=True)
         await asyncio.sleep(0)

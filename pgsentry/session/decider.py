@@ -151,7 +151,11 @@ class SessionDecider:
         self.by_lexical: tuple[dict[str, Verdict], dict[str, Verdict]] | None = None
         self.generation = -1  # of the policy these caches were filled under
 
-    def decide(self, sql: str, who: Principal, scs: bool | None) -> Verdict:
+    def decide(
+        self, sql: str, who: Principal, scs: bool | None, analysis: Analysis | None = None
+    ) -> Verdict:
+        """The verdict on `sql`; `analysis`, when given, is its analysis made elsewhere (in
+        another process: see `Judgement`)."""
         policy = self.holder.policy
         if policy.generation != self.generation:
             self.reset()
@@ -166,7 +170,8 @@ class SessionDecider:
         hit = self._cache.get(key)
         if hit is not None:
             return hit
-        analysis = self._analyze(sql, standard_conforming_strings=scs)
+        if analysis is None:
+            analysis = self._analyze(sql, standard_conforming_strings=scs)
         shape = (id(analysis), in_tx)
         known = self._by_analysis.get(shape)
         if known is not None and known[0] is analysis:
@@ -209,3 +214,25 @@ class SessionDecider:
 
     def decide_function_call(self, oid: int, who: Principal) -> Decision:
         return self.holder.policy.decide_function_call(oid, who, datetime.now(UTC))
+
+
+@dataclass(frozen=True, slots=True)
+class Judgement:
+    """A decision to make on a text, with what it depends on taken when the session
+    reached the text: `decide()` reads nothing of the session, so it may run on a worker
+    thread, or after the text was analysed in another process (`analysis`)."""
+
+    sql: str
+    who: Principal
+    scs: bool | None
+    unreadable: str | None  # why the text cannot be read safely, if so
+    decider: SessionDecider
+
+    @property
+    def needs_analysis(self) -> bool:
+        return self.unreadable is None
+
+    def decide(self, analysis: Analysis | None = None) -> Verdict:
+        if self.unreadable is not None:
+            return self.decider.decide_unreadable(self.unreadable, self.who)
+        return self.decider.decide(self.sql, self.who, self.scs, analysis)

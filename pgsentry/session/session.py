@@ -26,7 +26,13 @@ from pgsentry import metrics
 from pgsentry.analysis.encodings import python_codec, safe_client_encoding
 from pgsentry.audit.encode import members
 from pgsentry.policy.decision import Action, Decision, Principal
-from pgsentry.session.decider import SessionDecider, Verdict, decision_labels, verdict_facts
+from pgsentry.session.decider import (
+    Judgement,
+    SessionDecider,
+    Verdict,
+    decision_labels,
+    verdict_facts,
+)
 from pgsentry.session.records import (
     InFlight,
     Lane,
@@ -52,6 +58,9 @@ _SERVER_TABLE = type_table(P.BACKEND_TYPES, SERVER_INSPECT)
 _CLIENT_TABLE = type_table(P.FRONTEND_TYPES, CLIENT_INSPECT)
 _MAX_BODIES = 8  # bodies remembered per SQL-level prepared name
 _PENDING_LIMIT = 1 << 20  # forward an unsynced extended batch once it grows past this
+# Texts longer than this (characters) are judged on a worker thread (`HoldRequest.judge`):
+# a full analysis costs up to a few µs per token, so 16 KiB is tens of milliseconds.
+JUDGE_ON_LOOP_MAX = 16 * 1024
 _F_QUERY = P.F_QUERY
 _F_BIND = P.F_BIND
 _F_EXECUTE = P.F_EXECUTE
@@ -73,12 +82,15 @@ class Phase(Enum):
 
 @dataclass(slots=True)
 class HoldRequest:
-    """The session stopped at a statement that policy holds; the proxy resolves it."""
+    """The session stopped at a statement: policy holds it (the proxy asks the approvers,
+    then calls `resolve_hold`), or it is too long to judge on the event loop (`judge` set:
+    the proxy decides it apart, then calls `resolve_judgement`)."""
 
     sql: str
-    verdict: Verdict
+    verdict: Verdict | None
     protocol: str
     message: bytes = field(repr=False, default=b"")
+    judge: Judgement | None = field(repr=False, default=None)
 
 
 class Session:
@@ -381,15 +393,21 @@ class Session:
             self._pending_size = 0
 
     def _judge(self, sql: str) -> Verdict:
+        return self._finish_judgement(sql, self._judgement(sql).decide())
+
+    def _judgement(self, sql: str) -> Judgement:
+        """The decision on `sql` as the session stands now (made now, or apart)."""
         assert self._principals is not None
-        who = self._principals[self.status != b"I"]
         scs = self._scs_now()
-        unreadable = self._unreadable(sql, scs is None)
-        if unreadable is not None:
-            verdict = self.decider.decide_unreadable(unreadable, who)
-            count_decision(verdict)
-            return verdict
-        verdict = self.decider.decide(sql, who, scs)
+        return Judgement(
+            sql,
+            self._principals[self.status != b"I"],
+            scs,
+            self._unreadable(sql, scs is None),
+            self.decider,
+        )
+
+    def _finish_judgement(self, sql: str, verdict: Verdict) -> Verdict:
         analysis = verdict.analysis
         if analysis is not None and analysis.session_effects:
             verdict = self._session_effects(sql, verdict)
@@ -501,13 +519,39 @@ class Session:
 
     def _judge_query(self, msg: bytes) -> None:
         """A Query `query_known` did not take (a new shape, a refusal, a hold...)."""
-        sql = self._text(parse_query(msg))
-        verdict = self._judge(sql)
+        self._carry_out("simple", msg, self._text(parse_query(msg)), None)
+
+    def _carry_out(self, protocol: str, msg: bytes, sql: str, verdict: Verdict | None) -> None:
+        """Send a Query or Parse, refuse it or stop at a hold, judging it first unless
+        `verdict` is given. A text longer than JUDGE_ON_LOOP_MAX stops the session instead
+        (a HoldRequest with `judge`): analysing it takes long enough to stall every other
+        session, so the proxy makes that decision apart and calls `resolve_judgement`."""
+        if verdict is None:
+            judgement = self._judgement(sql)
+            if len(sql) > JUDGE_ON_LOOP_MAX:
+                self.hold = HoldRequest(sql, None, protocol, msg, judge=judgement)
+                return
+            verdict = self._finish_judgement(sql, judgement.decide())
         if verdict.decision.action is Action.HOLD:
             verdict_facts(verdict)  # the hold's notification carries them
-            self.hold = HoldRequest(sql, verdict, "simple", msg)
-            return
-        self._send_unit("simple", msg, sql, verdict, self._refusal_for(verdict))
+            self.hold = HoldRequest(sql, verdict, protocol, msg)
+        elif protocol == "simple":
+            self._send_unit("simple", msg, sql, verdict, self._refusal_for(verdict))
+        else:
+            name, _ = P.parse_parse(msg[5:])
+            self._send_parse(msg, name, sql, verdict)
+
+    def resolve_judgement(self, verdict: Verdict) -> None:
+        """The verdict on the text the session stopped at (HoldRequest.judge): carry it
+        out, then the client messages that waited behind it."""
+        request = self.hold
+        assert request is not None and request.judge is not None
+        self.hold = None
+        verdict = self._finish_judgement(request.sql, verdict)
+        self._carry_out(request.protocol, request.message, request.sql, verdict)
+        if self.hold is None:
+            backlog, self._backlog = self._backlog, []
+            self._process_client(backlog)
 
     def _send_unit(
         self, protocol: str, msg: bytes, text: str, verdict: Verdict, refusal: bytes
@@ -544,14 +588,8 @@ class Session:
         )
 
     def _on_parse(self, msg: bytes) -> None:
-        name, sql = P.parse_parse(msg[5:])
-        sql = self._text(sql)
-        verdict = self._judge(sql)
-        if verdict.decision.action is Action.HOLD:
-            verdict_facts(verdict)  # the hold's notification carries them
-            self.hold = HoldRequest(sql, verdict, "extended", msg)
-            return
-        self._send_parse(msg, name, sql, verdict)
+        _, sql = P.parse_parse(msg[5:])
+        self._carry_out("extended", msg, self._text(sql), None)
 
     def _send_parse(self, msg: bytes, name: str, sql: str, verdict: Verdict) -> None:
         if verdict.decision.action is Action.ALLOW:
@@ -647,7 +685,7 @@ class Session:
     def resolve_hold(self, outcome: str, hold_id: str | None = None) -> None:
         """outcome: 'approved', 'denied[ by NAME: reason]', 'expired' or 'cancelled'."""
         hold = self.hold
-        assert hold is not None
+        assert hold is not None and hold.verdict is not None
         self.hold = None
         verdict = hold.verdict
         if outcome != "approved":
