@@ -58,7 +58,7 @@ class Proxy:
         self.holds = holds
         self.approve_hint = approve_hint
         self.connections: set[ClientConnection] = set()
-        self._keys: dict[tuple[int, int], ClientConnection] = {}
+        self._keys: dict[int, ClientConnection] = {}  # by the secret of proxy_key
         self._tasks: set[asyncio.Task[Any]] = set()
         self._ids = itertools.count(1)
         self._prefix = secrets.token_hex(3)
@@ -84,16 +84,18 @@ class Proxy:
         return f"{self._prefix}-{next(self._ids)}"
 
     def new_session(self, conn: ClientConnection) -> Session:
+        # The client gets the server's own process ID (so pg_backend_pid(), notifications
+        # and pg_stat_activity agree with it) and a secret of the proxy's, unique here.
         while True:
-            key = (secrets.randbits(31) or 1, secrets.randbits(32))
-            if key not in self._keys:
+            secret = secrets.randbits(32)
+            if secret not in self._keys:
                 break
-        self._keys[key] = conn
+        self._keys[secret] = conn
         return Session(
             session_id=conn.session_id,
             decider=SessionDecider(self.policy, analyze),
             audit=self.audit,
-            proxy_key=key,
+            proxy_key=(0, secret),
             client_addr=conn.client_addr,
             client_tls=conn.tls,
         )
@@ -101,15 +103,15 @@ class Proxy:
     def forget(self, conn: ClientConnection) -> None:
         self.connections.discard(conn)
         if conn.session is not None:
-            self._keys.pop(conn.session.proxy_key, None)
+            self._keys.pop(conn.session.proxy_key[1], None)
 
     # ------------------------------------------------------------------ cancel
     def cancel(self, pid: int, secret: int) -> asyncio.Task[None] | None:
         """Act on a CancelRequest. Returns the task forwarding it upstream, if any: the
         client's cancel connection stays open until it is done, as PostgreSQL's does until
         the backend was signalled (libpq and asyncpg send their next query only then)."""
-        conn = self._keys.get((pid, secret))
-        if conn is None or conn.session is None:
+        conn = self._keys.get(secret)
+        if conn is None or conn.session is None or conn.session.proxy_key != (pid, secret):
             metrics.CANCEL_REQUESTS.labels("unknown_key").inc()
             return None
         if conn.hold_id is not None and self.holds is not None:

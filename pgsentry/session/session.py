@@ -788,6 +788,8 @@ class Session:
                         P.UINT32.unpack_from(msg, 5)[0],
                         P.UINT32.unpack_from(msg, 9)[0],
                     )
+                    # the server's process ID, the proxy's secret (see Proxy.new_session)
+                    self.proxy_key = (self.upstream_key[0], self.proxy_key[1])
                 new = P.backend_key_data(*self.proxy_key)
             elif t == P.B_NEGOTIATE_PROTOCOL_VERSION:
                 new = b""  # we asked for 3.0 only; the client got our own negotiation

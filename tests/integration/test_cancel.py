@@ -112,3 +112,24 @@ def test_a_cancel_is_delivered_before_its_connection_closes(proxy: ProxyProcess)
             conn.send(rawpg.query("SELECT pg_sleep(0.2)"))
             msgs = conn.read_until([b"Z"])
             assert [m.fields for m in msgs if m.kind == b"E"] == []
+
+
+def test_the_client_sees_the_server_process_id(pg: PgCluster, proxy: ProxyProcess) -> None:
+    """BackendKeyData carries the server's process ID (with a secret of the proxy's), so it
+    agrees with pg_backend_pid(), notifications and pg_stat_activity (asyncpg's
+    get_server_pid(), psycopg's info.backend_pid); a cancel with it still works."""
+    with (
+        psycopg.connect(proxy.dsn(), autocommit=True) as conn,
+        psycopg.connect(proxy.dsn(), autocommit=True) as other,
+    ):
+        (pid,) = conn.execute("SELECT pg_backend_pid()").fetchone() or (None,)
+        assert conn.info.backend_pid == pid
+        assert other.info.backend_pid != pid
+        conn.execute("LISTEN pgsentry_pid_check")
+        conn.execute("NOTIFY pgsentry_pid_check")
+        note = next(conn.notifies(timeout=5))
+        assert note.pid == pid
+        sleeping = Background(lambda: conn.execute("SELECT pg_sleep(30)"))
+        assert active_backend_pid(pg, "pg_sleep(30)") == pid
+        conn.cancel_safe()
+        assert isinstance(sleeping.error(timeout=10), psycopg.errors.QueryCanceled)
