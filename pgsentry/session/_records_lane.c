@@ -23,7 +23,7 @@ static PyObject *ready_phase, *client_table, *server_table, *unknown_statement, 
 static PyObject *s_emit_line, *s_emit, *s_note_effects;
 
 /* Offsets of the Session slots (and the walker's at_boundary) the Lane reads or writes. */
-static Py_ssize_t o_hold, o_skip_to_sync, o_terminated, o_client, o_server, o_pending,
+static Py_ssize_t o_hold, o_skip_to_sync, o_batch_open, o_terminated, o_client, o_server,
     o_to_server, o_to_client, o_status, o_decider, o_inflight, o_from_client, o_from_server,
     o_phase, o_markers, o_audit_head, o_audit, o_portals, o_statements, o_at_boundary;
 
@@ -81,8 +81,9 @@ lane_setup(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         Py_ssize_t *offset;
     } slots[] = {
         {"hold", &o_hold},           {"_skip_to_sync", &o_skip_to_sync},
+        {"_batch_open", &o_batch_open},
         {"terminated", &o_terminated}, {"_client", &o_client},
-        {"_server", &o_server},      {"_pending", &o_pending},
+        {"_server", &o_server},
         {"to_server", &o_to_server}, {"to_client", &o_to_client},
         {"status", &o_status},       {"decider", &o_decider},
         {"_inflight", &o_inflight},  {"bytes_from_client", &o_from_client},
@@ -265,8 +266,9 @@ lane_client_data(LaneObject *self, PyObject *data)
     const unsigned char *m = (const unsigned char *)PyBytes_AS_STRING(data);
     Py_ssize_t n = PyBytes_GET_SIZE(data);
     if (n <= 5 || SLOT(s, o_hold) != Py_None || SLOT(s, o_skip_to_sync) != Py_False ||
+        SLOT(s, o_batch_open) != Py_False ||
         SLOT(s, o_terminated) != Py_False || !walker_aligned(SLOT(s, o_client)) ||
-        !empty_list(SLOT(s, o_pending)) || !empty_list(SLOT(s, o_to_server)) ||
+        !empty_list(SLOT(s, o_to_server)) ||
         !empty_list(SLOT(s, o_to_client)) || SLOT(s, o_inflight) == NULL ||
         SLOT(s, o_decider) == NULL)
         return slow(self->client_slow, data);

@@ -57,7 +57,6 @@ SERVER_INSPECT = frozenset(b"RKSZCEvIs")
 _SERVER_TABLE = type_table(P.BACKEND_TYPES, SERVER_INSPECT)
 _CLIENT_TABLE = type_table(P.FRONTEND_TYPES, CLIENT_INSPECT)
 _MAX_BODIES = 8  # bodies remembered per SQL-level prepared name
-_PENDING_LIMIT = 1 << 20  # forward an unsynced extended batch once it grows past this
 # Texts longer than this (characters) are judged on a worker thread (`HoldRequest.judge`):
 # a full analysis costs up to a few µs per token, so 16 KiB is tens of milliseconds.
 JUDGE_ON_LOOP_MAX = 16 * 1024
@@ -108,8 +107,6 @@ class Session:
         "_marker_base",
         "_marker_seq",
         "_markers",
-        "_pending",
-        "_pending_size",
         "_portals",
         "_principals",
         "_server",
@@ -173,8 +170,6 @@ class Session:
         self.bytes_from_server = 0
         self._client = MessageWalker(CLIENT_INSPECT, P.FRONTEND_TYPES)
         self._server = MessageWalker(SERVER_INSPECT, P.BACKEND_TYPES)
-        self._pending: list[bytes | memoryview] = []  # extended messages not yet synced
-        self._pending_size = 0
         self._backlog: list[Item] = []  # client items waiting behind a hold
         self._skip_to_sync = False  # after a refused Parse, drop messages until Sync
         self._batch_open = False  # extended messages went (or wait to go) up before a Sync
@@ -270,7 +265,7 @@ class Session:
         return (
             self.status == b"I"
             and self.hold is None
-            and not self._pending
+            and not self._batch_open
             and inflight.sent_batches == inflight.done_batches
         )
 
@@ -293,8 +288,6 @@ class Session:
         ):
             # The common case: exactly one whole Query message (the walker's answer too).
             # With the extension built, the native Lane takes a known one before this.
-            if self._pending:
-                self._flush_pending()
             self._on_query(data)
             return
         if (
@@ -302,7 +295,7 @@ class Session:
             and data[0] == _F_BIND
             and self.hold is None
             and not self._skip_to_sync
-            and not self._pending
+            and not self._batch_open
             and self._client.at_boundary
             and execute_batch(
                 data,
@@ -330,7 +323,6 @@ class Session:
             if self.terminated:
                 return
             if not isinstance(item, tuple):
-                self._flush_pending()
                 self.to_server.append(item)  # CopyData, password messages...
                 continue
             t, msg = item
@@ -347,9 +339,7 @@ class Session:
                 self._queue(msg)
                 self._batch_open = False
                 self._inflight.sent_batches += 1
-                self._flush_pending()
             elif t == _F_QUERY:
-                self._flush_pending()
                 self._on_query(msg)
             elif t == P.F_PARSE:
                 self._on_parse(msg)
@@ -362,15 +352,11 @@ class Session:
                 self._queue(msg)
             elif t == P.F_FLUSH:
                 self._queue(msg)
-                self._flush_pending()
             elif t == P.F_FUNCTION_CALL:
-                self._flush_pending()
                 self._on_function_call(msg)
             elif t == P.F_PASSWORD:
-                self._flush_pending()
                 self._on_password(msg)
             elif t == P.F_TERMINATE:
-                self._flush_pending()
                 self.to_server.append(msg)
                 self.terminated = True
             else:  # pragma: no cover - CLIENT_INSPECT lists only the types above
@@ -380,17 +366,10 @@ class Session:
                 return
 
     def _queue(self, msg: bytes) -> None:
+        """An extended-protocol message: forwarded at once, as the server would get it
+        directly (drivers watch for an error before Sync, e.g. asyncpg's executemany)."""
         self._batch_open = True
-        self._pending.append(msg)
-        self._pending_size += len(msg)
-        if self._pending_size > _PENDING_LIMIT:
-            self._flush_pending()
-
-    def _flush_pending(self) -> None:
-        if self._pending:
-            self.to_server.extend(self._pending)
-            self._pending = []
-            self._pending_size = 0
+        self.to_server.append(msg)
 
     def _judge(self, sql: str) -> Verdict:
         return self._finish_judgement(sql, self._judgement(sql).decide())

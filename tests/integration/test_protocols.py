@@ -339,3 +339,15 @@ def test_single_row_mode_stream_same_as_direct(pg: PgCluster, proxy: ProxyProces
             )
 
     _both(pg, proxy, stream)
+
+
+def test_extended_messages_reach_the_server_before_sync(proxy: ProxyProcess) -> None:
+    """As directly: the server runs an Execute when it arrives, so its error comes back
+    before the client's Sync (asyncpg's executemany stops streaming on it)."""
+    with RawConn(proxy.host, proxy.port, timeout=10) as conn:
+        conn.login()
+        conn.send(rawpg.parse("", "SELECT 1/0") + rawpg.bind("", "") + rawpg.execute(""))
+        msgs = conn.read_until([b"E"])  # no Sync sent yet
+        assert msgs[-1].sqlstate == "22012"
+        conn.send(rawpg.sync())
+        assert [m.kind for m in conn.read_until([b"Z"])] == [b"Z"]
