@@ -391,6 +391,15 @@ def _r_select(c: Collector, n: Node, origin: str, text: str, depth: int) -> Stat
     return c.facts(K.CREATE_TABLE_AS if n.get("intoClause") else K.SELECT, origin, text)
 
 
+def _is_pg_settings(rv: Node | None) -> bool:
+    """The pg_settings view (UPDATE of it changes settings, any of them)."""
+    return (
+        rv is not None
+        and rv.get("relname") == "pg_settings"
+        and rv.get("schemaname") in (None, "pg_catalog")
+    )
+
+
 def _r_dml(kind: str, where_field: str | None) -> RootHandler:
     def handler(c: Collector, n: Node, origin: str, text: str, depth: int) -> StatementFacts:
         inner = c.with_scope(n, c.scope)
@@ -406,6 +415,8 @@ def _r_dml(kind: str, where_field: str | None) -> RootHandler:
             )
             if kind == K.MERGE and where == WhereClause.MISSING:
                 where = WhereClause.PRESENT
+        if kind == K.UPDATE and _is_pg_settings(n.get("relation")):
+            c.add_function(SET_CONFIG)  # its rule calls set_config(name, setting)
         return c.facts(kind, origin, text, where=where)
 
     return handler

@@ -130,10 +130,15 @@ def _truth(node: Node, scope: Scope, target: Node | None, sens: Sensitivity) -> 
     if kind == "TypeCast":
         return _truth(n["arg"], scope, target, sens)
     if kind == "BooleanTest":
+        # NEVER stands for false and for NULL alike, so only IS TRUE keeps it; the tests
+        # that a NULL passes are read as true whenever the inner part is not row-dependent.
         inner = _truth(n["arg"], scope, target, sens)
-        if n.get("booltesttype") in ("IS_TRUE", "IS_NOT_FALSE"):
+        test = n.get("booltesttype")
+        if test == "IS_TRUE":
             return inner
-        if n.get("booltesttype") in ("IS_FALSE", "IS_NOT_TRUE"):
+        if test in ("IS_NOT_FALSE", "IS_UNKNOWN", "IS_NOT_UNKNOWN"):
+            return DEPENDS if inner == DEPENDS else ALWAYS
+        if test in ("IS_FALSE", "IS_NOT_TRUE"):
             return _NOT.get(inner, DEPENDS)
         return DEPENDS
     if kind == "A_Expr":

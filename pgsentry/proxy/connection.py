@@ -200,6 +200,8 @@ class ClientConnection(asyncio.Protocol):
         elif isinstance(packet, CancelRequest):
             self.decoder = None
             forwarding = self.proxy.cancel(packet.pid, packet.secret)
+            if self.transport is not None:
+                self.transport.pause_reading()  # a cancel connection carries nothing more
             if forwarding is None:
                 self._close("cancel request")
             else:  # closed once the server has the request, as PostgreSQL does
@@ -382,7 +384,10 @@ class ClientConnection(asyncio.Protocol):
                 analysis = None
                 if judgement.needs_analysis and len(judgement.sql) > ANALYSE_IN_PROCESS_ABOVE:
                     analysis = await self.proxy.analyse_apart(judgement.sql, judgement.scs)
-                verdict = await asyncio.to_thread(judgement.decide, analysis)
+                verdict = await asyncio.to_thread(judgement.decide_apart, analysis)
+            except Exception as exc:  # fail closed: the client gets an error, not a hang
+                log.warning("session %s: judging a long text failed: %r", self.session_id, exc)
+                verdict = judgement.failed(exc)
             finally:
                 self._hold_task = None
             if not self.closed:

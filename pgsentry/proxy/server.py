@@ -16,6 +16,7 @@ import secrets
 import ssl
 import time
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from functools import partial
 from typing import Any
 
@@ -129,7 +130,7 @@ class Proxy:
         try:
             await send_cancel(self.upstream, pid, secret)
             metrics.CANCEL_REQUESTS.labels("forwarded").inc()
-        except UpstreamError as exc:
+        except (UpstreamError, OSError) as exc:
             metrics.CANCEL_REQUESTS.labels("failed").inc()
             log.warning("cancel request could not be forwarded: %s", exc)
 
@@ -198,7 +199,11 @@ class Proxy:
                 max_tasks_per_child=1,
             )
         job = partial(analyze, sql, standard_conforming_strings=scs)
-        return await asyncio.get_running_loop().run_in_executor(self._analysis_pool, job)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._analysis_pool, job)
+        except BrokenProcessPool:
+            self._analysis_pool = None  # the next long text gets a new pool
+            raise
 
     # ------------------------------------------------------------------ shutdown
     async def shutdown(self, grace: float) -> None:
@@ -212,6 +217,11 @@ class Proxy:
             await asyncio.sleep(0.05)
         for conn in list(self.connections):
             conn._fatal(E.ADMIN_SHUTDOWN, "terminating connection: pgsentry is shutting down")
-        if self._analysis_pool is not None:
-            self._analysis_pool.shutdown(wait=False, cancel_futures=True)
+        pool, self._analysis_pool = self._analysis_pool, None
+        if pool is not None:
+            # A running analysis would hold up the exit: end its process (the executor has
+            # no public way before Python 3.14's terminate_workers()).
+            for process in list(getattr(pool, "_processes", {}).values()):
+                process.terminate()
+            pool.shutdown(wait=False, cancel_futures=True)
         await asyncio.sleep(0)

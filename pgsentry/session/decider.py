@@ -200,6 +200,10 @@ class SessionDecider:
             by_lexical[lexical] = verdict
         return verdict
 
+    def analyze_apart(self, sql: str, scs: bool | None) -> Analysis:
+        """The analysis alone (thread-safe: the analyzer's caches are bounded dicts)."""
+        return self._analyze(sql, standard_conforming_strings=scs)
+
     def decide_unreadable(self, reason: str, who: Principal) -> Verdict:
         """The verdict on a text pgsentry cannot read (`reason`): the policy's
         on_unparseable, as for a text that does not parse. Never cached."""
@@ -236,3 +240,23 @@ class Judgement:
         if self.unreadable is not None:
             return self.decider.decide_unreadable(self.unreadable, self.who)
         return self.decider.decide(self.sql, self.who, self.scs, analysis)
+
+    def decide_apart(self, analysis: Analysis | None = None) -> Verdict:
+        """`decide()` for another thread: the same verdict, made without the decider's
+        caches (the event loop may reset them meanwhile; a long text is not worth keeping)."""
+        if self.unreadable is not None:
+            return self.decider.decide_unreadable(self.unreadable, self.who)
+        if analysis is None:
+            analysis = self.decider.analyze_apart(self.sql, self.scs)
+        return Verdict(
+            self.decider.holder.policy.decide(analysis, self.who, datetime.now(UTC)),
+            analysis,
+            None,
+        )
+
+    def failed(self, exc: BaseException) -> Verdict:
+        """The verdict when judging apart failed (a worker process killed for memory...):
+        the policy's on_unparseable, as for any text pgsentry cannot analyse."""
+        return self.decider.decide_unreadable(
+            f"analysis failed: {type(exc).__name__}: {exc}", self.who
+        )

@@ -15,15 +15,16 @@ then replaced by the refusal's ErrorResponse on its way to the client.
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Callable, Sized
 from dataclasses import dataclass, field, replace
 from enum import Enum
-from itertools import pairwise
 from typing import Any, NoReturn, Protocol
 
 from pgsentry import metrics
 from pgsentry.analysis.encodings import python_codec, safe_client_encoding
+from pgsentry.analysis.facts import Analysis
 from pgsentry.audit.encode import members
 from pgsentry.policy.decision import Action, Decision, Principal
 from pgsentry.session.decider import (
@@ -60,6 +61,7 @@ _MAX_BODIES = 8  # bodies remembered per SQL-level prepared name
 # Texts longer than this (characters) are judged on a worker thread (`HoldRequest.judge`):
 # a full analysis costs up to a few µs per token, so 16 KiB is tens of milliseconds.
 JUDGE_ON_LOOP_MAX = 16 * 1024
+_HIGH_BEFORE_BACKSLASH = re.compile(r"[^\x00-\x7f]\\")  # characters, not SQL
 _F_QUERY = P.F_QUERY
 _F_BIND = P.F_BIND
 _F_EXECUTE = P.F_EXECUTE
@@ -179,7 +181,7 @@ class Session:
         self._portals: dict[str, str] = {}  # portal -> statement name
         self._statements: dict[str, tuple[str, Verdict]] = {}  # name -> (SQL, its verdict)
         # SQL-level PREPARE name -> the PREPARE texts it may stand for (confirmed first)
-        self._sql_prepared: dict[str, list[str]] = {}
+        self._sql_prepared: dict[str, list[tuple[str, Analysis | None]]] = {}
         self._markers: dict[bytes, tuple[int, bytes]] = {}  # marker -> (batch, ErrorResponse)
         self._marker_base = secrets.token_hex(6)
         self._marker_seq = 0
@@ -417,11 +419,7 @@ class Session:
                 "backslash can hide inside a multibyte character; pgsentry reads UTF8 and "
                 "the encodings PostgreSQL allows for a server (SET client_encoding = 'UTF8')"
             )
-        if (
-            unsettled
-            and "\\" in sql
-            and any(b == "\\" and not a.isascii() for a, b in pairwise(sql))
-        ):
+        if unsettled and _HIGH_BEFORE_BACKSLASH.search(sql):
             return (
                 "a non-ASCII character before a backslash, sent before the answer to an "
                 "earlier statement that may change client_encoding; send it on its own"
@@ -434,9 +432,13 @@ class Session:
         ReadyForQuery), else not known (None): a statement still ahead of it may change the
         setting (SET, RESET, a function that sets it, the end of a transaction)."""
         inflight = self._inflight
-        if inflight.sent_batches == inflight.done_batches and not self._batch_open:
+        if (
+            self.phase is Phase.READY
+            and inflight.sent_batches == inflight.done_batches
+            and not self._batch_open
+        ):
             return self.scs
-        return None
+        return None  # during login too: the settings the server applies are reported last
 
     def _session_effects(self, sql: str, verdict: Verdict) -> Verdict:
         """EXECUTE of an SQL-level prepared statement: judge its body again, now (who,
@@ -445,13 +447,16 @@ class Session:
         for effect, value in verdict.analysis.session_effects:
             if effect != "execute":
                 continue
-            for body_sql in self._sql_prepared.get(value, ()):
-                body = self.decider.decide(body_sql, self.principal, self._scs_now())
+            for body_sql, analysis in self._sql_prepared.get(value, ()):
+                # the server parsed the body at PREPARE: its analysis then still holds
+                body = self.decider.decide(body_sql, self.principal, self.scs, analysis)
                 if _severity(body.decision) > _severity(verdict.decision):
                     verdict = body
         return verdict
 
-    def _effects_sent(self, sql: str, effects: tuple[tuple[str, str], ...]) -> None:
+    def _effects_sent(
+        self, sql: str, effects: tuple[tuple[str, str], ...], analysis: Analysis | None
+    ) -> None:
         """An allowed text with PREPARE went upstream: the server may now have the name.
 
         Names map to every body they may have (a PREPARE the server rejects does not
@@ -460,16 +465,18 @@ class Session:
         for effect, value in effects:
             if effect == "prepare":
                 bodies = self._sql_prepared.setdefault(value, [])
-                if sql not in bodies:
+                if all(body != sql for body, _ in bodies):
                     if len(bodies) >= _MAX_BODIES:
                         bodies.pop(1)  # keep the confirmed one (first) and the newest
-                    bodies.append(sql)
+                    bodies.append((sql, analysis))
 
-    def _effects_confirmed(self, sql: str, effects: tuple[tuple[str, str], ...]) -> None:
+    def _effects_confirmed(
+        self, sql: str, effects: tuple[tuple[str, str], ...], analysis: Analysis | None
+    ) -> None:
         """The text completed without error: the server applied its effects."""
         for effect, value in effects:
             if effect == "prepare":
-                self._sql_prepared[value] = [sql]
+                self._sql_prepared[value] = [(sql, analysis)]
             elif effect == "deallocate":
                 if value == "*":
                     self._sql_prepared.clear()
@@ -550,7 +557,7 @@ class Session:
         analysis = verdict.analysis
         if analysis is not None and analysis.session_effects:
             rec.effects = analysis.session_effects
-            self._effects_sent(sql, rec.effects)
+            self._effects_sent(sql, rec.effects, analysis)
 
     def _on_function_call(self, msg: bytes) -> None:
         oid = P.parse_function_call_oid(msg[5:])
@@ -867,7 +874,7 @@ class Session:
 
     def _emit(self, rec: Record) -> None:
         if rec.effects and rec.sqlstate is None:
-            self._effects_confirmed(rec.text, rec.effects)
+            self._effects_confirmed(rec.text, rec.effects, rec.verdict.analysis)
         self.audit.emit_line(rec.audit_line(self._audit_head or self._new_audit_head()))
         if rec.hold_id is not None:
             self.audit.emit(

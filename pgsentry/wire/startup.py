@@ -99,8 +99,10 @@ def split_options(options: str) -> list[str]:
                 words.append("".join(word))
                 word, in_word = [], False
         else:
-            if ch == "\\" and i + 1 < len(options):
+            if ch == "\\":
                 i += 1
+                if i == len(options):
+                    break  # a lone trailing backslash escapes nothing: dropped
                 ch = options[i]
             word.append(ch)
             in_word = True

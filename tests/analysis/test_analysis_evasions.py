@@ -281,3 +281,27 @@ def test_plpgsql_bodies_are_read_both_ways() -> None:
     plain = analyze("DO $f$BEGIN PERFORM regexp_replace('a  b', '\\s+', ' '); END$f$")
     assert plain.parse_error is None
     assert not any(s.functions for s in plain.statements)
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        "(id = id AND NULL) IS NOT FALSE",
+        "(id = id AND NULL) IS UNKNOWN",
+        "(id = id AND NULL) IS NOT UNKNOWN",
+    ],
+)
+def test_boolean_tests_that_a_null_passes_are_not_restrictions(where: str) -> None:
+    facts = analyze(f"DELETE FROM accounts WHERE {where}").statements[0]
+    assert facts.where == WhereClause.TAUTOLOGICAL
+
+
+def test_a_boolean_test_of_a_row_condition_restricts() -> None:
+    facts = analyze("DELETE FROM accounts WHERE (id = 5) IS NOT FALSE").statements[0]
+    assert facts.where == WhereClause.PRESENT
+
+
+@pytest.mark.parametrize("table", ["pg_settings", "pg_catalog.pg_settings"])
+def test_update_of_pg_settings_is_a_set_config(table: str) -> None:
+    sql = f"UPDATE {table} SET setting = 'replica' WHERE name = 'session_replication_role'"
+    assert "set_config" in analyze(sql).statements[0].functions

@@ -228,3 +228,19 @@ def test_single_byte_and_euc_sessions_read_their_own_text(
     with _connect(shipped_proxy, client_encoding=encoding) as conn:
         assert conn.execute(f"SELECT '{text}'").fetchone() == (text,)
         assert conn.execute("SELECT %s::text", [text]).fetchone() == (text,)
+
+
+def test_a_query_pipelined_behind_the_login_is_read_both_ways(
+    shipped_proxy: ProxyProcess, fixture_db: PgCluster
+) -> None:
+    # The setting is allowed at login, and the server reads the Query with it: pgsentry
+    # learns it only from the ParameterStatus sent just before the login's ReadyForQuery.
+    startup = rawpg.startup_message(database=FIXTURE_DB, standard_conforming_strings="off")
+    with rawpg.RawConn(shipped_proxy.host, shipped_proxy.port) as conn:
+        conn.send(startup + rawpg.query(AMBIGUOUS))
+        login = conn.read_until([b"Z"])
+        answer = conn.read_until([b"Z"])
+    assert conn.parameters["standard_conforming_strings"] == "off"
+    assert login[-1].kind == b"Z"
+    assert answer[0].kind == b"E" and answer[0].sqlstate == "42501"
+    assert _accounts_exist(fixture_db)

@@ -47,3 +47,4 @@ def test_other_switches_are_refused(options: str) -> None:
 def test_split_options_keeps_escaped_characters() -> None:
     assert split_options(r"a\\b c\ d  e") == ["a\\b", "c d", "e"]
     assert split_options(" \t\n ") == []
+    assert split_options("-c a=b\\") == ["-c", "a=b"]  # a lone trailing backslash: dropped
