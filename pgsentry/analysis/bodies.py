@@ -16,6 +16,7 @@ who is asking.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -111,17 +112,14 @@ def _variables(c: Collector, names: Iterable[str]) -> Iterator[None]:
         c.run.variables = saved
 
 
-def _pl_names(v: Any, out: set[str]) -> None:
-    """Variable (datum) names and block labels of a parsed PL/pgSQL function."""
-    if isinstance(v, dict):
-        for key, x in v.items():
-            if key in ("refname", "label") and isinstance(x, str):
-                out.add(x)
-            elif isinstance(x, dict | list):
-                _pl_names(x, out)
-    elif isinstance(v, list):
-        for x in v:
-            _pl_names(x, out)
+def _pl_names(tree: str, out: set[str]) -> None:
+    """Variable (datum) names and block labels of a PL/pgSQL function, read from its JSON
+    text (one regular-expression pass instead of a walk of every node)."""
+    for match in _NAMES.finditer(tree):
+        out.add(json.loads(match.group(1)))
+
+
+_NAMES = re.compile(r'"(?:refname|label)":\s*("(?:[^"\\]|\\.)*")')
 
 
 def _sql_body(c: Collector, v: Any, text: str, depth: int) -> None:
@@ -198,7 +196,8 @@ def _plpgsql(
         texts.append(alt_text)
     for one in texts:
         try:
-            functions = json.loads(parser.parse_plpgsql_json(one))
+            tree = parser.parse_plpgsql_json(one)
+            functions = json.loads(tree)
         except Exception:
             c.dynamic = True  # PostgreSQL may accept what libpg_query cannot compile: opaque
             return
@@ -208,7 +207,7 @@ def _plpgsql(
         # Every name declared anywhere in the body: more than a statement may see, which
         # only makes the WHERE judgement stricter.
         variables = set(names)
-        _pl_names(functions, variables)
+        _pl_names(tree, variables)
         with _variables(c, variables):
             _walk_pl(c, functions, origin, depth)
 

@@ -36,6 +36,7 @@ Works on libpg_query's JSON parse tree (dicts). Must not do I/O or import pglast
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -232,9 +233,14 @@ def depends_on_target(node: Any, scope: Scope) -> bool:
                 return refers_to_target(fields(inner), scope)
             if key == "SelectStmt":
                 return select_depends(inner, scope)
-        return any(depends_on_target(v, scope) for v in node.values())
-    if isinstance(node, list):
-        return any(depends_on_target(x, scope) for x in node)
+        children: Iterable[Any] = node.values()
+    elif isinstance(node, list):
+        children = node
+    else:
+        return False
+    for child in children:  # a loop, not any(): this runs for every node of a WHERE
+        if isinstance(child, dict | list) and depends_on_target(child, scope):
+            return True
     return False
 
 
