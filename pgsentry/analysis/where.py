@@ -277,6 +277,8 @@ def _colname(ref: Node, names: frozenset[str]) -> tuple[str, ...]:
 
 def _same(a: Node, b: Node, names: frozenset[str], sens: Sensitivity) -> bool:
     """Structural equality of two expressions, ignoring locations and table qualification."""
+    if a.keys() != b.keys():
+        return False  # different node types: no constant's value can make them equal
     if contains(a, _CONSTS) and contains(b, _CONSTS):
         sens.hit = True
     return bool(_strip(a, names) == _strip(b, names))
