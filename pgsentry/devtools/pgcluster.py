@@ -243,6 +243,7 @@ class PgCluster:
                 f"{kind} all {SCRAM_USER} 127.0.0.1/32 scram-sha-256",
                 f"{kind} all {MD5_USER} 127.0.0.1/32 md5",
                 f"{kind} all all 127.0.0.1/32 trust",
+                f"{kind} replication postgres 127.0.0.1/32 trust",  # pg_basebackup & co
             ]
         self._write_server_file(self.datadir / "pg_hba.conf", "\n".join(lines) + "\n")
 

@@ -200,6 +200,18 @@ class Session:
         self.database = params.get("database", self.user)
         self.application_name = params.get("application_name", "")
         self._rebuild_principal()
+        if _physical_replication(params.get("replication", "")):
+            # Its commands (IDENTIFY_SYSTEM, BASE_BACKUP, DROP_REPLICATION_SLOT...) are not
+            # SQL: the policy's on_unparseable decides for the whole connection, at once,
+            # rather than each command failing with the walsender's own message.
+            decision = self.decider.decide_unreadable(
+                "a physical replication connection, whose commands are not SQL", self.principal
+            ).decision
+            if decision.action is not Action.ALLOW:
+                self._refuse_startup(
+                    E.INSUFFICIENT_PRIVILEGE,
+                    f"pgsentry: physical replication connections are refused: {decision.reason}",
+                )
         try:
             settings = msg.settings()
         except E.ProtocolError as exc:
@@ -965,6 +977,12 @@ if lane_setup is not None:
 
 def _severity(decision: Decision) -> int:
     return {Action.ALLOW: 0, Action.HOLD: 1, Action.DENY: 2}[decision.action]
+
+
+def _physical_replication(value: str) -> bool:
+    """The server's parse_bool of the replication parameter ("database" is logical)."""
+    v = value.strip().lower()
+    return v in ("1", "on") or (bool(v) and ("true".startswith(v) or "yes".startswith(v)))
 
 
 class StartupRefused(Exception):

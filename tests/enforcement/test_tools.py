@@ -219,3 +219,21 @@ def test_pg_dump_of_a_database_with_a_large_object_works(
         )
     finally:
         prod_db.psql("SELECT lo_unlink(424242)", dbname=PROD)
+
+
+def test_a_physical_replication_connection_is_decided_by_on_unparseable(
+    prod_db: PgCluster, shipped_proxy: ProxyProcess, proxy: ProxyProcess
+) -> None:
+    """Replication commands are not SQL: the shipped policy (on_unparseable: deny) refuses
+    the connection with pgsentry's own message; the allow-all policy lets it work."""
+
+    def identify(p: ProxyProcess) -> subprocess.CompletedProcess[bytes]:
+        conninfo = f"host={p.host} port={p.port} user=postgres dbname=postgres replication=true"
+        return run_client(prod_db, "psql", [conninfo, "-Atc", "IDENTIFY_SYSTEM"], check=False)
+
+    refused = identify(shipped_proxy)
+    assert refused.returncode != 0
+    assert b"pgsentry: physical replication connections are refused" in refused.stderr
+    allowed = identify(proxy)
+    assert allowed.returncode == 0, allowed.stderr
+    assert allowed.stdout.count(b"|") == 3  # systemid|timeline|xlogpos|dbname
