@@ -119,6 +119,22 @@ def _pl_names(tree: str, out: set[str]) -> None:
         out.add(json.loads(match.group(1)))
 
 
+def _pl_aliases(text: str, out: set[str]) -> bool:
+    """`name ALIAS FOR ...` declarations, which the parsed function does not list; False
+    when the text cannot be scanned."""
+    try:
+        tokens = parser.scan(text)
+    except Exception:
+        return False
+    data = text.encode("utf-8")
+    words = [data[t.start : t.end + 1].decode("utf-8", "replace") for t in tokens]
+    for i in range(len(tokens) - 2):
+        if words[i + 1].lower() == "alias" and tokens[i + 2].name == "FOR":
+            word = words[i]
+            out.add(word[1:-1].replace('""', '"') if word.startswith('"') else word.lower())
+    return True
+
+
 _NAMES = re.compile(r'"(?:refname|label)":\s*("(?:[^"\\]|\\.)*")')
 
 
@@ -187,14 +203,14 @@ def _plpgsql(
     force: a body that reads otherwise with the setting off is walked in both readings."""
     check_text(body, True)
     alt = off_reading(body)
-    texts = [text]
+    texts = [(text, body)]
     if alt is not None:
         alt_text = _with_body(text, body, alt)
         if alt_text is None:
             c.dynamic = True
             return
-        texts.append(alt_text)
-    for one in texts:
+        texts.append((alt_text, alt))
+    for one, one_body in texts:
         try:
             tree = parser.parse_plpgsql_json(one)
             functions = json.loads(tree)
@@ -208,6 +224,9 @@ def _plpgsql(
         # only makes the WHERE judgement stricter.
         variables = set(names)
         _pl_names(tree, variables)
+        if not _pl_aliases(one_body, variables):
+            c.dynamic = True  # its names cannot be listed: opaque
+            return
         with _variables(c, variables):
             _walk_pl(c, functions, origin, depth)
 

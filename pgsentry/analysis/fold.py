@@ -323,6 +323,11 @@ def _boolean_test(n: Node) -> Typed:
     return Typed("bool", table[t])
 
 
+def _null_literal(node: Node) -> bool:
+    """The literal NULL, the only operand the server's transform_null_equals looks at."""
+    return bool((node.get("A_Const") or {}).get("isnull"))
+
+
 def _fold_a_expr(n: Node) -> Typed:
     kind = n.get("kind")
     op = opname(n)
@@ -342,6 +347,8 @@ def _fold_a_expr(n: Node) -> Typed:
     if kind == "AEXPR_OP" and isinstance(right, dict):
         if op in ("+", "-", "*", "||"):
             return _arith(op, left, fold_typed(right))
+        if op == "=" and (_null_literal(n["lexpr"]) or _null_literal(right)):
+            raise Unknown  # transform_null_equals makes `x = NULL` read `x IS NULL`
         return compare(op, left, fold_typed(right))
     if kind in ("AEXPR_DISTINCT", "AEXPR_NOT_DISTINCT") and isinstance(right, dict):
         r = fold_typed(right)

@@ -50,6 +50,7 @@ class Source:
     names: frozenset[str]
     columns: frozenset[str] | None
     target: bool = False
+    relation: str | None = None  # the table's own name, for a plain table (self-joins)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +74,7 @@ def target_source(relation: Node | None) -> Source:
     alias = (rel.get("alias") or {}).get("aliasname")
     if alias:
         names.add(str(alias))
-    return Source(frozenset(names), None, True)
+    return Source(frozenset(names), None, True, str(rel.get("relname", "")) or None)
 
 
 def dml_scope(relation: Node | None, others: list[Node], variables: frozenset[str]) -> Scope:
@@ -108,7 +109,8 @@ def _add_source(item: Node, out: list[Source]) -> None:
     ((kind, n),) = item.items()
     name, colnames = _alias(n)
     if kind == "RangeVar":
-        out.append(Source(frozenset({name or str(n.get("relname", ""))}), None))
+        relname = str(n.get("relname", ""))
+        out.append(Source(frozenset({name or relname}), None, relation=relname or None))
     elif kind == "RangeTableSample":
         _add_source(n.get("relation") or {}, out)
     elif kind == "JoinExpr":
@@ -196,6 +198,15 @@ def refers_to_target(parts: list[str], scope: Scope) -> bool:
     if parts[0] in scope.variables:
         return False  # record variable field, label.variable, function.parameter
     return _unqualified(parts[0], scope)  # composite column .field
+
+
+def qualified_source(ref: Node, scope: Scope) -> tuple[Source, str] | None:
+    """For `q.col`: the FROM item q names and the column, if q names one."""
+    parts = fields(ref)
+    if len(parts) != 2 or parts[1] == "*":
+        return None
+    src = _named(parts[0], scope)
+    return None if src is None else (src, parts[1])
 
 
 def _named(name: str, scope: Scope) -> Source | None:

@@ -38,6 +38,7 @@ from pgsentry.analysis.targets import (
     depends_on_target,
     dml_scope,
     fields,
+    qualified_source,
     refers_to_target,
     select_scope,
 )
@@ -167,6 +168,8 @@ def _truth_a_expr(n: Node, scope: Scope, target: Node | None, sens: Sensitivity)
             if kind == "AEXPR_NOT_DISTINCT":
                 return ALWAYS
             return NEVER if kind == "AEXPR_DISTINCT" else _SAME_TRUE[op]
+        if op == "=" and _self_join(left, right, scope):
+            return ALWAYS
         # (condition) = true / false, (condition) <> false ...
         if kind == "AEXPR_OP" and op in ("=", "<>", "!="):
             for cond, const in ((left, right), (right, left)):
@@ -198,23 +201,67 @@ def _truth_a_expr(n: Node, scope: Scope, target: Node | None, sens: Sensitivity)
 _UNBOUNDED_IF_EMPTY = ("groupClause", "havingClause", "windowClause", "lockingClause")
 
 
+def _self_join(left: Node, right: Node, scope: Scope) -> bool:
+    """`t.col = t2.col` where t is the target row and t2 another FROM item (USING, FROM,
+    MERGE's source, a subquery's) that is the same table: every row matches itself."""
+    if "ColumnRef" not in left or "ColumnRef" not in right:
+        return False
+    a = qualified_source(left["ColumnRef"], scope)
+    b = qualified_source(right["ColumnRef"], scope)
+    if a is None or b is None or a[1] != b[1] or a[0].target == b[0].target:
+        return False
+    return a[0].relation is not None and a[0].relation == b[0].relation
+
+
 def _truth_sublink(n: Node, scope: Scope, target: Node | None, sens: Sensitivity) -> int:
-    """`col IN (SELECT col FROM same_table)`, the subquery unbounded: every row."""
+    """`col IN (SELECT col FROM same_table)` or `EXISTS (SELECT ... FROM same_table t2
+    WHERE t2.col = t.col)`, the subquery unbounded: every row. A UNION counts as the whole
+    table when one of its arms does."""
     oper = [x.get("String", {}).get("sval") for x in n.get("operName") or []]
+    sub = n.get("subselect", {}).get("SelectStmt", {})
+    if n.get("subLinkType") == "EXISTS_SUBLINK" and target is not None:
+        return _truth_exists(sub, scope, target, sens)
     if n.get("subLinkType") != "ANY_SUBLINK" or target is None or oper not in ([], ["="]):
         return DEPENDS
-    sub = n.get("subselect", {}).get("SelectStmt", {})
-    test = n.get("testexpr") or {}
+    return _truth_in(sub, n.get("testexpr") or {}, scope, target, sens)
+
+
+def _truth_exists(sub: Node, scope: Scope, target: Node, sens: Sensitivity) -> int:
+    frm = sub.get("fromClause") or []
+    where = sub.get("whereClause")
+    if len(frm) != 1 or where is None or _bounded(sub, sens):
+        return DEPENDS
+    rv = frm[0].get("RangeVar")
+    if not rv or not _same_table(rv, target):
+        return DEPENDS
+    # Its rows as a second target, as for IN: `t2.col = t.col` then reads as `x = x`, and
+    # a condition on t2's own columns bounds it.
+    own = select_scope(sub, scope).levels[0][0].names
+    rows = Scope(((Source(own, None, True),), *scope.levels), scope.variables)
+    return ALWAYS if _truth(where, rows, target, sens) == ALWAYS else DEPENDS
+
+
+def _same_table(rv: Node, target: Node) -> bool:
+    """The same table, as far as the statement tells: the same name, and the same schema
+    when both name one (ONLY or not: the conservative reading)."""
+    if rv.get("relname") != target.get("relname"):
+        return False
+    a, b = rv.get("schemaname"), target.get("schemaname")
+    return a is None or b is None or a == b
+
+
+def _truth_in(sub: Node, test: Node, scope: Scope, target: Node, sens: Sensitivity) -> int:
+    if sub.get("op") == "SETOP_UNION":
+        arms = (sub.get("larg") or {}, sub.get("rarg") or {})
+        if any(_truth_in(arm, test, scope, target, sens) == ALWAYS for arm in arms):
+            return ALWAYS
+        return DEPENDS
     frm = sub.get("fromClause") or []
     tlist = sub.get("targetList") or []
     if len(frm) != 1 or len(tlist) != 1 or "ColumnRef" not in test or _bounded(sub, sens):
         return DEPENDS
     rv = frm[0].get("RangeVar")
-    if not rv or rv.get("relname") != target.get("relname"):
-        return DEPENDS
-    if rv.get("schemaname") != target.get("schemaname") or (
-        target.get("inh") and not rv.get("inh")
-    ):
+    if not rv or not _same_table(rv, target):
         return DEPENDS
     col = tlist[0].get("ResTarget", {}).get("val") or {}
     inner = select_scope(sub, scope)

@@ -305,3 +305,45 @@ def test_a_boolean_test_of_a_row_condition_restricts() -> None:
 def test_update_of_pg_settings_is_a_set_config(table: str) -> None:
     sql = f"UPDATE {table} SET setting = 'replica' WHERE name = 'session_replication_role'"
     assert "set_config" in analyze(sql).statements[0].functions
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        # a PL/pgSQL ALIAS is a variable, not a column of the target
+        "DO $$DECLARE a int := 1; k ALIAS FOR a; BEGIN DELETE FROM victim WHERE k = 1; END$$",
+        "CREATE FUNCTION wipe(int) RETURNS void LANGUAGE plpgsql AS "
+        "$$DECLARE k ALIAS FOR $1; BEGIN DELETE FROM victim WHERE k = 1; END$$",
+        # transform_null_equals reads `x = NULL` as `x IS NULL`
+        "DELETE FROM victim WHERE NULL = NULL",
+        "UPDATE victim SET v = NULL WHERE 1 = NULL",
+        # the same table joined to itself row for row
+        "MERGE INTO victim USING victim s ON victim.id = s.id WHEN MATCHED THEN DELETE",
+        "DELETE FROM victim USING victim t2 WHERE victim.id = t2.id",
+        "UPDATE victim SET v = NULL FROM victim t2 WHERE victim.id = t2.id",
+        "DELETE FROM victim WHERE EXISTS (SELECT 1 FROM victim t2 WHERE t2.id = victim.id)",
+        "DELETE FROM victim WHERE id IN (SELECT id FROM public.victim)",
+        "DELETE FROM victim WHERE id IN (SELECT id FROM ONLY victim)",
+        "DELETE FROM victim WHERE id IN (SELECT id FROM victim UNION SELECT 0)",
+    ],
+)
+def test_second_review_equivalents_are_tautological(sql: str) -> None:
+    dml = [s for s in analyze(sql).statements if s.kind in ("delete", "update", "merge")]
+    assert dml and dml[0].where == WhereClause.TAUTOLOGICAL
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "DO $$DECLARE k int := 1; BEGIN DELETE FROM victim WHERE id = k; END$$",
+        "DELETE FROM victim WHERE EXISTS (SELECT 1 FROM victim t2 WHERE t2.id = victim.id "
+        "AND t2.v = 'x')",
+        "DELETE FROM victim USING other t2 WHERE victim.id = t2.id",
+        "DELETE FROM victim WHERE id IN (SELECT id FROM victim INTERSECT SELECT 0)",
+        "DELETE FROM victim WHERE NULL::int = 1",
+        "DELETE FROM victim WHERE 1 = 2",
+    ],
+)
+def test_second_review_near_misses_still_restrict(sql: str) -> None:
+    dml = [s for s in analyze(sql).statements if s.kind in ("delete", "update", "merge")]
+    assert dml and dml[0].where == WhereClause.PRESENT
