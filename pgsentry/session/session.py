@@ -174,7 +174,7 @@ class Session:
         self._server = MessageWalker(SERVER_INSPECT, P.BACKEND_TYPES)
         self._backlog: list[Item] = []  # client items waiting behind a hold
         self._skip_to_sync = False  # after a refused Parse, drop messages until Sync
-        self._batch_open = False  # extended messages went (or wait to go) up before a Sync
+        self._batch_open = False  # extended messages went upstream since the last Sync
         self._foreign_encoding: str | None = None  # a client_encoding pgsentry cannot read
         self._codec: str | None = None  # Python's codec for a safe client_encoding not UTF8
         self._inflight = InFlight()
