@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any, cast
 
 from pgsentry import metrics
 from pgsentry.policy.decision import HoldSpec
-from pgsentry.session.session import Session, StartupRefused
+from pgsentry.session.login import StartupRefused
+from pgsentry.session.session import Session
 from pgsentry.wire import errors as E
 from pgsentry.wire.startup import (
     CancelRequest,

@@ -20,7 +20,7 @@ import secrets
 from collections.abc import Callable, Sized
 from dataclasses import dataclass, field, replace
 from enum import Enum
-from typing import Any, NoReturn, Protocol
+from typing import Any, Protocol
 
 from pgsentry import metrics
 from pgsentry.analysis.encodings import python_codec, safe_client_encoding
@@ -34,6 +34,7 @@ from pgsentry.session.decider import (
     decision_labels,
     verdict_facts,
 )
+from pgsentry.session.login import login_refusal
 from pgsentry.session.records import (
     InFlight,
     Lane,
@@ -200,41 +201,15 @@ class Session:
         self.database = params.get("database", self.user)
         self.application_name = params.get("application_name", "")
         self._rebuild_principal()
-        if _physical_replication(params.get("replication", "")):
-            # Its commands (IDENTIFY_SYSTEM, BASE_BACKUP, DROP_REPLICATION_SLOT...) are not
-            # SQL: the policy's on_unparseable decides for the whole connection, at once,
-            # rather than each command failing with the walsender's own message.
-            decision = self.decider.decide_unreadable(
-                "a physical replication connection, whose commands are not SQL", self.principal
-            ).decision
-            if decision.action is not Action.ALLOW:
-                self._refuse_startup(
-                    E.INSUFFICIENT_PRIVILEGE,
-                    f"pgsentry: physical replication connections are refused: {decision.reason}",
-                )
-        try:
-            settings = msg.settings()
-        except E.ProtocolError as exc:
-            self._refuse_startup(exc.sqlstate, str(exc))
-        for name, value in settings:
-            sql = f"SET {_quote_setting(name)} TO {_quote_literal(value)}"
-            verdict = self.decider.decide(sql, self.principal, True)
-            decision = verdict.decision
-            if decision.action is not Action.ALLOW:
-                self._refuse_startup(
-                    E.INSUFFICIENT_PRIVILEGE,
-                    f"pgsentry: connection setting {name}={value!r} refused, as the same "
-                    f"SET would be: {decision.reason}",
-                )
+        refusal = login_refusal(msg, self.decider, self.principal)
+        if refusal is not None:
+            self._audit_auth("refused", sqlstate=refusal.sqlstate, message=str(refusal))
+            raise refusal
         if msg.minor > 0 or msg.protocol_options:
             self.to_client.append(
                 P.negotiate_protocol_version(P.PROTOCOL_3_0, msg.protocol_options)
             )
         self.to_server.append(P.startup_message(params))
-
-    def _refuse_startup(self, sqlstate: str, message: str) -> NoReturn:
-        self._audit_auth("refused", sqlstate=sqlstate, message=message)
-        raise StartupRefused(sqlstate, message)
 
     def _rebuild_principal(self) -> None:
         who = Principal(self.user, self.database, self.application_name, self.client_addr)
@@ -977,26 +952,3 @@ if lane_setup is not None:
 
 def _severity(decision: Decision) -> int:
     return {Action.ALLOW: 0, Action.HOLD: 1, Action.DENY: 2}[decision.action]
-
-
-def _physical_replication(value: str) -> bool:
-    """The server's parse_bool of the replication parameter ("database" is logical)."""
-    v = value.strip().lower()
-    return v in ("1", "on") or (bool(v) and ("true".startswith(v) or "yes".startswith(v)))
-
-
-class StartupRefused(Exception):
-    """A StartupMessage the proxy refuses: the connection ends with this FATAL error."""
-
-    def __init__(self, sqlstate: str, message: str) -> None:
-        super().__init__(message)
-        self.sqlstate = sqlstate
-
-
-def _quote_setting(name: str) -> str:
-    """A setting name as SET spells it (custom settings are dotted: "my"."option")."""
-    return ".".join('"' + part.replace('"', '""') + '"' for part in name.split("."))
-
-
-def _quote_literal(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
