@@ -15,15 +15,17 @@ who is asking.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+import orjson
 from pglast import parser
 
+from pgsentry.analysis.lexical import lexical_key
 from pgsentry.analysis.literals import Refused, check_text, off_reading
+from pgsentry.analysis.trees import plpgsql_tree
 
 if TYPE_CHECKING:
     from pgsentry.analysis.extract import Collector
@@ -116,12 +118,15 @@ def _pl_names(tree: str, out: set[str]) -> None:
     """Variable (datum) names and block labels of a PL/pgSQL function, read from its JSON
     text (one regular-expression pass instead of a walk of every node)."""
     for match in _NAMES.finditer(tree):
-        out.add(json.loads(match.group(1)))
+        out.add(orjson.loads(match.group(1)))
 
 
 def _pl_aliases(text: str, out: set[str]) -> bool:
     """`name ALIAS FOR ...` declarations, which the parsed function does not list; False
-    when the text cannot be scanned."""
+    when the text cannot be scanned. ALIAS is a keyword, which no quoting or escape can
+    spell, so a body without the word has none (and is not scanned)."""
+    if "alias" not in text.lower():
+        return True
     try:
         tokens = parser.scan(text)
     except Exception:
@@ -172,6 +177,8 @@ def _expression(c: Collector, expr: str, origin: str, depth: int) -> None:
     if depth + 1 > _max_depth():
         c.dynamic = True
         return
+    if lexical_key("SELECT " + expr) == "SELECT ?":
+        return  # one plain string or number (`EXECUTE 'SELECT 1'`): no facts to add
     try:
         facts = c.run.analyze_text("SELECT " + expr, origin, depth + 1, either=True)
     except Refused:
@@ -190,9 +197,10 @@ def _expression(c: Collector, expr: str, origin: str, depth: int) -> None:
     c.extra.extend(rest)
 
 
-def _max_depth() -> int:
-    from pgsentry.analysis.extract import MAX_DEPTH
+MAX_DEPTH = 8  # nesting of bodies inside bodies before the code counts as opaque
 
+
+def _max_depth() -> int:
     return MAX_DEPTH
 
 
@@ -213,11 +221,10 @@ def _plpgsql(
     for one, one_body in texts:
         try:
             tree = parser.parse_plpgsql_json(one)
-            functions = json.loads(tree)
         except Exception:
             c.dynamic = True  # PostgreSQL may accept what libpg_query cannot compile: opaque
             return
-        if not functions:
+        if _FUNCTION not in tree:
             c.dynamic = True
             return
         # Every name declared anywhere in the body: more than a statement may see, which
@@ -228,7 +235,8 @@ def _plpgsql(
             c.dynamic = True  # its names cannot be listed: opaque
             return
         with _variables(c, variables):
-            _walk_pl(c, functions, origin, depth)
+            if not _walk_pl_text(c, tree, origin, depth):
+                _walk_pl(c, plpgsql_tree(tree), origin, depth)
 
 
 def _with_body(text: str, body: str, alt: str) -> str | None:
@@ -260,6 +268,28 @@ def _with_body(text: str, body: str, alt: str) -> str | None:
     return None
 
 
+_FUNCTION = '"PLpgSQL_function":'
+_EXPR_KEY = '"PLpgSQL_expr":'
+# One expression as libpg_query writes it. Inside a JSON string every `"` is escaped, so
+# a key followed by `":` is always a key, never part of a string.
+_EXPR = re.compile(r'"PLpgSQL_expr":\{"query":("(?:[^"\\]|\\.)*"),"parseMode":(\d+)\}')
+_DYNAMIC_MARKS = tuple(f'"{key}":' for key in _DYNAMIC_KEYS)
+
+
+def _walk_pl_text(c: Collector, tree: str, origin: str, depth: int) -> bool:
+    """`_walk_pl` read from the JSON text: the expressions in document order (the order of
+    the walk) and the dynamic statements' keys, without building the tree. False, with
+    nothing done, when an expression is written in another form (the tree is walked)."""
+    found = _EXPR.findall(tree)
+    if len(found) != tree.count(_EXPR_KEY):
+        return False
+    if any(mark in tree for mark in _DYNAMIC_MARKS):
+        c.dynamic = True
+    for query, mode in found:
+        _pl_query(c, orjson.loads(query), int(mode), origin, depth)
+    return True
+
+
 def _walk_pl(c: Collector, v: Any, origin: str, depth: int) -> None:
     if isinstance(v, dict):
         for key, x in v.items():
@@ -275,8 +305,11 @@ def _walk_pl(c: Collector, v: Any, origin: str, depth: int) -> None:
 
 
 def _pl_expr(c: Collector, x: Node, origin: str, depth: int) -> None:
-    query = str(x.get("query", ""))
-    mode = x.get("parseMode", _MODE_DEFAULT)
+    _pl_query(c, str(x.get("query", "")), x.get("parseMode", _MODE_DEFAULT), origin, depth)
+
+
+def _pl_query(c: Collector, query: str, mode: int, origin: str, depth: int) -> None:
+    """One PL/pgSQL expression: a statement, an expression or an assignment."""
     if mode == _MODE_DEFAULT:
         _nested_text(c, query, origin, depth)
     elif mode == _MODE_EXPR:

@@ -5,13 +5,12 @@ WHERE judgement, cascade, flagged functions, named objects, session effects, and
 statements (data-modifying CTEs, PREPARE, EXPLAIN ANALYZE, COPY (...), CREATE RULE actions,
 DO / function bodies via `bodies`). INSERT / ON CONFLICT is judged in `upsert`, ALTER TABLE
 and policies in `alter`, functions bound by name in DDL in `bindings`, file_fdw options in
-`foreign`. Walks plain dicts from `json.loads`, which is ~10x cheaper than pglast's AST
+`foreign`. Walks plain dicts (`trees`), which is ~10x cheaper than pglast's AST
 objects. Must not cache, know who is asking, or do I/O.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
@@ -30,10 +29,10 @@ from pgsentry.analysis.functions import (
     SET_CONFIG,
 )
 from pgsentry.analysis.settings import is_name_column, settings_named
+from pgsentry.analysis.trees import sql_tree
 from pgsentry.analysis.where import Sensitivity, classify_where, contains, fold
 
 Node = dict[str, Any]
-MAX_DEPTH = 8  # nesting of bodies inside bodies before the code counts as opaque
 
 _DML = frozenset({"InsertStmt", "UpdateStmt", "DeleteStmt", "MergeStmt"})
 _LEAVES = frozenset(
@@ -323,7 +322,7 @@ class Run:
                 for piece in pieces:
                     out.extend(self._facts(sql[piece], origin, depth))
                 return out
-        tree = json.loads(parser.parse_sql_json(sql))
+        tree = sql_tree(sql)
         raws = tree.get("stmts", [])
         out = []
         data = sql.encode("utf-8") if len(raws) > 1 and not sql.isascii() else None

@@ -314,6 +314,7 @@ def test_update_of_pg_settings_is_a_set_config(table: str) -> None:
         "DO $$DECLARE a int := 1; k ALIAS FOR a; BEGIN DELETE FROM victim WHERE k = 1; END$$",
         "CREATE FUNCTION wipe(int) RETURNS void LANGUAGE plpgsql AS "
         "$$DECLARE k ALIAS FOR $1; BEGIN DELETE FROM victim WHERE k = 1; END$$",
+        "DO $$DECLARE a int := 1; k aLiAs FOR a; BEGIN DELETE FROM victim WHERE k = 1; END$$",
         # transform_null_equals reads `x = NULL` as `x IS NULL`
         "DELETE FROM victim WHERE NULL = NULL",
         "UPDATE victim SET v = NULL WHERE 1 = NULL",
