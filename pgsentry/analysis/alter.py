@@ -18,7 +18,7 @@ from pgsentry.analysis.facts import StatementFacts, WhereClause
 from pgsentry.analysis.where import classify_where
 
 if TYPE_CHECKING:
-    from pgsentry.analysis.extract import Collector
+    from pgsentry.analysis.collector import Collector
 
 Node = dict[str, Any]
 

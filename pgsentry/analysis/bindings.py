@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from pgsentry.analysis.functions import DANGEROUS_FUNCTIONS, SET_CONFIG
 
 if TYPE_CHECKING:
-    from pgsentry.analysis.extract import Collector
+    from pgsentry.analysis.collector import Collector
 
 Node = dict[str, Any]
 

@@ -28,7 +28,7 @@ from pgsentry.analysis.literals import Refused, check_text, off_reading
 from pgsentry.analysis.trees import plpgsql_tree
 
 if TYPE_CHECKING:
-    from pgsentry.analysis.extract import Collector
+    from pgsentry.analysis.collector import Collector
 
 Node = dict[str, Any]
 

@@ -2,7 +2,7 @@
 
 Owns `fold` / `fold_typed` and `Unknown`. Used by the WHERE judgement (where.py), which
 reads a NULL or false result as "restricts every row away" (so a wrong false would let a
-mass DELETE through), and by set_config / SET argument reading in extract.py.
+mass DELETE through), and by set_config / SET argument reading in collector.py.
 
 The rule: an expression folds only when this module reproduces PostgreSQL's evaluation of
 it EXACTLY, including the types PostgreSQL infers; anything else raises `Unknown`, which the

@@ -25,21 +25,21 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from pgsentry.analysis import kinds as K
+from pgsentry.analysis.collector import SKIP_WITH
 from pgsentry.analysis.facts import Relation, StatementFacts, WhereClause
 from pgsentry.analysis.where import Sensitivity, classify_where
 
 if TYPE_CHECKING:
-    from pgsentry.analysis.extract import Collector
+    from pgsentry.analysis.collector import Collector
 
 Node = dict[str, Any]
 
-_SKIP_WITH = frozenset({"withClause"})
 _RANK = {WhereClause.PRESENT: 0, WhereClause.TAUTOLOGICAL: 1, WhereClause.MISSING: 2}
 
 
 def insert(c: Collector, n: Node, origin: str, text: str, depth: int) -> StatementFacts:
     inner = c.with_scope(n, c.scope)
-    c.walk_except(n, inner, _SKIP_WITH)
+    c.walk_except(n, inner, SKIP_WITH)
     mine = c.facts(K.INSERT, origin, text)
     conflict = n.get("onConflictClause") or {}
     if conflict.get("action") == "ONCONFLICT_UPDATE":

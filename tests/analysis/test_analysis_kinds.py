@@ -235,12 +235,12 @@ def test_empty_text_has_no_statements_and_no_error() -> None:
 
 
 def test_every_kind_the_extractor_can_produce_is_documented() -> None:
-    from pgsentry.analysis import alter, extract
+    from pgsentry.analysis import alter, statements
 
     produced = {
-        *extract._SIMPLE.values(),
-        *extract._DROP_KINDS.values(),
-        *extract._TRANSACTION_KINDS.values(),
+        *statements.SIMPLE.values(),
+        *statements._DROP_KINDS.values(),
+        *statements._TRANSACTION_KINDS.values(),
         *(kind for _, kind in alter.SUBCOMMANDS.values() if kind is not None),
         *alter.PRIORITY,
     }
