@@ -20,6 +20,7 @@ from pgsentry.analysis.functions import (
     DANGEROUS_FUNCTIONS,
     DANGEROUS_SETTINGS,
     DYNAMIC_SQL_FUNCTIONS,
+    FLAGGED_WITH_ARGS,
     SET_CONFIG,
 )
 from pgsentry.analysis.settings import is_name_column, settings_named
@@ -155,7 +156,10 @@ def _h_funccall(c: Collector, n: Node, scope: frozenset[str]) -> None:
     name = str(names[-1].get("String", {}).get("sval", "")).lower() if names else ""
     if name == SET_CONFIG:
         _set_config(c, n.get("args", []))
-    elif name in DANGEROUS_FUNCTIONS:
+    elif name in DANGEROUS_FUNCTIONS and FLAGGED_WITH_ARGS.get(name, -1) in (
+        -1,
+        len(n.get("args", [])),
+    ):
         c.add_function(name)
     c.walk_except(n, scope, _SKIP_FUNCNAME)
 

@@ -10,9 +10,12 @@ same options on a server, user mapping or wrapper (file_fdw refuses them there, 
 wrapper might not). The wrapper behind a server is not in the statement, so the option
 name alone decides.
 
-Servers and user mappings for postgres_fdw or dblink are not reported: what they run
-elsewhere is a statement pgsentry sees (DELETE on the foreign table) or a flagged call
-(dblink_*). Must not cache or know who is asking.
+A server's `options` option (postgres_fdw passes it to the server it connects to, which
+may be this one, as a connection's startup options: `-c session_replication_role=replica`)
+that names a flagged setting, or client_encoding, is reported as the SET it amounts to: a
+fact of kind `set`, origin `fdw_options`, calling `set_config`. Otherwise what servers and
+user mappings for postgres_fdw or dblink run elsewhere is a statement pgsentry sees (DELETE
+on the foreign table) or a flagged call (dblink_*). Must not cache or know who is asking.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import Any
 
 from pgsentry.analysis import kinds as K
 from pgsentry.analysis.facts import Relation, StatementFacts
+from pgsentry.analysis.functions import DANGEROUS_SETTINGS, SET_CONFIG
 
 Node = dict[str, Any]
 
@@ -57,8 +61,29 @@ def _facts(options: Any, rv: Node | None, text: str) -> list[StatementFacts]:
     out: list[StatementFacts] = []
     for item in options or []:
         d = item.get("DefElem", {}) if isinstance(item, dict) else {}
-        kind = _OPTION_KINDS.get(str(d.get("defname", "")).lower())
-        if kind is None or d.get("defaction") == "DEFELEM_DROP":
+        name = str(d.get("defname", "")).lower()
+        if d.get("defaction") == "DEFELEM_DROP":
             continue
-        out.append(StatementFacts(kind=kind, origin="fdw_options", relations=relations, text=text))
+        if name == "options" and _sets_flagged(d.get("arg")):
+            out.append(
+                StatementFacts(kind=K.SET, origin="fdw_options", functions=(SET_CONFIG,), text=text)
+            )
+        kind = _OPTION_KINDS.get(name)
+        if kind is not None:
+            out.append(
+                StatementFacts(kind=kind, origin="fdw_options", relations=relations, text=text)
+            )
     return out
+
+
+_FLAGGED_NAMES = (*DANGEROUS_SETTINGS, "client_encoding")
+
+
+def _sets_flagged(arg: Any) -> bool:
+    """Startup options that may name a flagged setting: `-c name=value` or `--name=value`,
+    where PostgreSQL reads `-` in a name as `_`. Not a constant string: True."""
+    value = arg.get("String", {}).get("sval") if isinstance(arg, dict) else None
+    if not isinstance(value, str):
+        return True
+    spelled = value.lower().replace("-", "_")
+    return any(name in spelled for name in _FLAGGED_NAMES)

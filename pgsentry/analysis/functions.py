@@ -55,6 +55,8 @@ DANGEROUS_FUNCTIONS: dict[str, str] = {
     "lo_truncate64": "truncates a large object",
     "lo_import": "reads a server file into a large object",
     "lo_export": "writes a large object to a server file",
+    "lo_put": "overwrites bytes of a large object",
+    "lowrite": "overwrites bytes of a large object",
     # data surgery
     "heap_force_kill": "pg_surgery: destroys tuples",
     "heap_force_freeze": "pg_surgery: forces tuples frozen",
@@ -69,6 +71,16 @@ DANGEROUS_FUNCTIONS: dict[str, str] = {
     "query_to_xml": "runs SQL text given as a string",
     "query_to_xmlschema": "runs SQL text given as a string",
     "query_to_xml_and_xmlschema": "runs SQL text given as a string",
+    "ts_stat": "runs SQL text given as a string",
+    "ts_rewrite": "with two arguments: runs SQL text given as a string",
+    "xpath_table": "xml2: runs SQL text built from its arguments (writes, several statements)",
+    "crosstab": "tablefunc: runs SQL text given as a string",
+    "crosstab2": "tablefunc: runs SQL text given as a string",
+    "crosstab3": "tablefunc: runs SQL text given as a string",
+    "crosstab4": "tablefunc: runs SQL text given as a string",
+    "connectby": "tablefunc: runs SQL text built from its arguments",
+    "check_foreign_key": "refint: a trigger that runs SQL text built from its arguments",
+    "check_primary_key": "refint: a trigger that runs SQL text built from its arguments",
     # settings (see DANGEROUS_SETTINGS)
     SET_CONFIG: "changes a setting in DANGEROUS_SETTINGS, or one whose name is not a constant",
 }
@@ -82,5 +94,18 @@ DYNAMIC_SQL_FUNCTIONS: frozenset[str] = frozenset(
         "query_to_xml",
         "query_to_xmlschema",
         "query_to_xml_and_xmlschema",
+        "ts_stat",
+        "ts_rewrite",
+        "xpath_table",
+        "crosstab",
+        "crosstab2",
+        "crosstab3",
+        "crosstab4",
+        "connectby",
+        "check_foreign_key",
+        "check_primary_key",
     }
 )
+
+# Flagged only when called with this many arguments (the other forms run no SQL text).
+FLAGGED_WITH_ARGS: dict[str, int] = {"ts_rewrite": 2}

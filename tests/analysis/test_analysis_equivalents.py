@@ -381,5 +381,26 @@ def test_file_fdw_options_are_reported_as_copy(sql: str, expected: list[str]) ->
         assert s.relations == found[0].relations
 
 
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "CREATE SERVER l FOREIGN DATA WRAPPER postgres_fdw "
+        "OPTIONS (host 'x', options '-c session_replication_role=replica')",
+        "ALTER SERVER l OPTIONS (ADD options '--session-replication-role=replica')",
+        "ALTER SERVER l OPTIONS (SET options '-c client_encoding=SJIS')",
+    ],
+)
+def test_fdw_startup_options_naming_a_flagged_setting_are_a_set_config(sql: str) -> None:
+    extra = facts(sql)[1:]
+    assert [(s.kind, s.origin, s.functions) for s in extra] == [
+        ("set", "fdw_options", ("set_config",))
+    ]
+
+
+def test_fdw_startup_options_of_other_settings_are_not_flagged() -> None:
+    sql = "ALTER SERVER l OPTIONS (SET options '-c search_path=app')"
+    assert [s.kind for s in facts(sql)] == ["alter_other"]
+
+
 def test_new_origins_are_documented() -> None:
     assert {"on_conflict", "fdw_options"} <= set(ORIGINS)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pgsentry.analysis import analyze
-from pgsentry.analysis.functions import DANGEROUS_FUNCTIONS
+from pgsentry.analysis.functions import DANGEROUS_FUNCTIONS, FLAGGED_WITH_ARGS
 
 
 def functions(sql: str) -> list[tuple[str, ...]]:
@@ -16,8 +16,27 @@ def functions(sql: str) -> list[tuple[str, ...]]:
 
 @pytest.mark.parametrize("name", sorted(set(DANGEROUS_FUNCTIONS) - {"set_config"}))
 def test_every_listed_function_is_flagged(name: str) -> None:
-    assert functions(f"SELECT {name}(1)") == [(name,)]
-    assert functions(f"SELECT pg_catalog.{name.upper()}(1)") == [(name,)]
+    args = ", ".join(["1"] * FLAGGED_WITH_ARGS.get(name, 1))
+    assert functions(f"SELECT {name}({args})") == [(name,)]
+    assert functions(f"SELECT pg_catalog.{name.upper()}({args})") == [(name,)]
+
+
+def test_ts_rewrite_is_flagged_only_in_the_form_that_runs_a_query() -> None:
+    assert functions("SELECT ts_rewrite('a'::tsquery, 'SELECT 1')") == [("ts_rewrite",)]
+    assert functions("SELECT ts_rewrite('a'::tsquery, 'a'::tsquery, 'b'::tsquery)") == [()]
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT * FROM ts_stat('SELECT to_tsvector(lo_unlink(1)::text)')",
+        "SELECT * FROM xpath_table('id', 'x', 't', '/a', 'false; DELETE FROM t')",
+        "CREATE TRIGGER t BEFORE DELETE ON s FOR EACH ROW "
+        "EXECUTE FUNCTION check_foreign_key(1, 'cascade', 'id', 'accounts', 'id = id OR id')",
+    ],
+)
+def test_functions_that_run_sql_text_are_dynamic(sql: str) -> None:
+    assert analyze(sql).statements[0].dynamic_sql
 
 
 @pytest.mark.parametrize(

@@ -395,14 +395,14 @@ def test_psql_lo_import_goes_through_and_lo_unlink_is_denied(
         direct_fetch(fixture_db, "SELECT lo_unlink(%s)", [oid])
 
 
-def test_a_session_empties_and_drops_its_own_temporary_tables_through_pg_temp(
+def test_a_session_truncates_and_drops_its_own_temporary_tables_through_pg_temp(
     shipped_proxy: ProxyProcess,
 ) -> None:
     with _connect(shipped_proxy) as conn:
         conn.execute("CREATE TEMP TABLE scratch (id int)")
         conn.execute("INSERT INTO scratch SELECT generate_series(1, 10)")
-        conn.execute("DELETE FROM pg_temp.scratch")
-        conn.execute("INSERT INTO scratch VALUES (1)")
+        with pytest.raises(Denied):  # pg_temp.scratch could be a view over a real table
+            conn.execute("DELETE FROM pg_temp.scratch")
         conn.execute("TRUNCATE pg_temp.scratch")
         with pytest.raises(Denied):
             conn.execute("DROP TABLE scratch")  # unqualified: could be any table
