@@ -113,6 +113,7 @@ async def serve(settings: Settings) -> int:
 
     def on_reload(new: Policy) -> None:
         holder.policy = new
+        proxy.policy_changed()
         metrics.POLICY_RELOADS.labels("success").inc()
         metrics.POLICY_GENERATION.set(new.generation)
         audit.emit("policy_reload", generation=new.generation, result="success")

@@ -81,6 +81,13 @@ class Proxy:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def policy_changed(self) -> None:
+        """A new policy is in force: every session judges its prepared statements again
+        at their next Bind (on the event loop, like every session change)."""
+        for conn in self.connections:
+            if conn.session is not None:
+                conn.session.guard_statements()
+
     def new_session_id(self) -> str:
         return f"{self._prefix}-{next(self._ids)}"
 

@@ -472,6 +472,60 @@ is_execute_batch(const unsigned char *buf, Py_ssize_t n, const unsigned char *ta
     return last == 'S' && last_end == n;
 }
 
+/* Pass 2 of execute_batch: 1 when every Bind names a statement in `statements` and every
+ * Execute runs a portal bound in this chunk or bound earlier to such a statement; 0
+ * (decline: the general path judges it) otherwise; -1 on error. */
+static int
+statements_known(const unsigned char *buf, Py_ssize_t n, const unsigned char *tab,
+                 PyObject *portals, PyObject *statements)
+{
+    PyObject *bound = PySet_New(NULL); /* portals bound in this chunk */
+    if (bound == NULL)
+        return -1;
+    int ok = 1;
+    Py_ssize_t pos = 0;
+    while (ok == 1 && pos < n) {
+        unsigned char t = buf[pos];
+        Py_ssize_t end = pos + 1 + (Py_ssize_t)(((unsigned long)buf[pos + 1] << 24) |
+                                                ((unsigned long)buf[pos + 2] << 16) |
+                                                ((unsigned long)buf[pos + 3] << 8) |
+                                                (unsigned long)buf[pos + 4]);
+        if ((t == 'B' || t == 'E') && tab[t]) {
+            Py_ssize_t p_nul = cstring_end(buf, pos + 5, end);
+            PyObject *portal = decode_name(buf, pos + 5, p_nul);
+            PyObject *stmt = NULL;
+            if (portal == NULL)
+                ok = -1;
+            else if (t == 'B') {
+                stmt = decode_name(buf, p_nul + 1, cstring_end(buf, p_nul + 1, end));
+                if (stmt == NULL || PySet_Add(bound, portal) < 0)
+                    ok = -1;
+            }
+            else {
+                int seen = PySet_Contains(bound, portal);
+                if (seen < 0)
+                    ok = -1;
+                else if (!seen) {
+                    stmt = PyDict_GetItemWithError(portals, portal);
+                    if (stmt == NULL)
+                        ok = PyErr_Occurred() ? -1 : 0;
+                    else
+                        Py_INCREF(stmt);
+                }
+            }
+            if (ok == 1 && stmt != NULL) {
+                int known = PyDict_Contains(statements, stmt);
+                ok = known < 0 ? -1 : known;
+            }
+            Py_XDECREF(stmt);
+            Py_XDECREF(portal);
+        }
+        pos = end;
+    }
+    Py_DECREF(bound);
+    return ok;
+}
+
 /* records.py_execute_batch: see there. */
 PyObject *
 execute_batch(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
@@ -494,6 +548,11 @@ execute_batch(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     const unsigned char *tab = (const unsigned char *)PyBytes_AS_STRING(table);
     Py_ssize_t n = PyBytes_GET_SIZE(data);
     if (!is_execute_batch(buf, n, tab))
+        Py_RETURN_FALSE;
+    int known = statements_known(buf, n, tab, portals, statements);
+    if (known < 0)
+        return NULL;
+    if (!known)
         Py_RETURN_FALSE;
     PyObject *sent_obj = slot_get(inflight, s_sent_batches, &c_sent_batches);
     if (sent_obj == NULL)

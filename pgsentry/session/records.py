@@ -332,9 +332,11 @@ def py_execute_batch(
     execution of a prepared statement) and forward it whole: True when done, False
     (nothing done) for any other chunk, which the general path then takes.
 
-    A Bind maps its portal to its statement in `portals`; an Execute puts the record of
-    the portal's statement (`statements`: name -> (text, verdict), `unknown` for a name
-    never parsed) in flight, and hands it to `note_effects` unless its verdict is plain
+    Declined when a Bind names a statement not in `statements` (name -> (text, verdict):
+    the statements that run without judgement), or an Execute runs a portal not bound to
+    one: the general path judges those at their Bind. A Bind maps its portal to its
+    statement in `portals`; an Execute puts the record of the portal's statement in
+    flight, and hands it to `note_effects` unless its verdict is plain
     (`Verdict.plain_labels`); a Sync ends a batch. Messages of other pass-through types
     (`table`) between them are forwarded with them; a name without its terminator gives
     False, so the general path reports it.
@@ -362,6 +364,23 @@ def py_execute_batch(
         pos = end
     if not found or found[-1][0] != _F_SYNC or found[-1][2] != n:
         return False
+    bound: set[str] = set()
+    for t, start, end in found:
+        if t == _F_BIND:
+            portal, stmt = P.parse_bind_names(data[start:end])
+            bound.add(portal)
+        elif t == _F_EXECUTE:
+            portal = P.parse_execute_portal(data[start:end])
+            if portal in bound:
+                continue
+            known = portals.get(portal)
+            if known is None:
+                return False
+            stmt = known
+        else:
+            continue
+        if stmt not in statements:
+            return False  # judged at its Bind, or not known: the general path
     for t, start, end in found:
         if t == _F_BIND:
             portal, stmt = P.parse_bind_names(data[start:end])

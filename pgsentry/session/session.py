@@ -103,9 +103,11 @@ class Session:
         "_backlog",
         "_batch_open",
         "_binding_mismatch",
+        "_bound",
         "_client",
         "_codec",
         "_foreign_encoding",
+        "_guarded",
         "_inflight",
         "_marker_base",
         "_marker_seq",
@@ -181,6 +183,10 @@ class Session:
         self._inflight = InFlight()
         self._portals: dict[str, str] = {}  # portal -> statement name
         self._statements: dict[str, tuple[str, Verdict]] = {}  # name -> (SQL, its verdict)
+        # Statements judged at each Bind: held at Parse, or prepared before a policy change
+        self._guarded: dict[str, tuple[str, Verdict]] = {}
+        # portal -> (SQL, verdict, hold id) of a portal bound from a statement judged at Bind
+        self._bound: dict[str, tuple[str, Verdict, str | None]] = {}
         # SQL-level PREPARE name -> the PREPARE texts it may stand for (confirmed first)
         self._sql_prepared: dict[str, list[tuple[str, Analysis | None]]] = {}
         self._markers: dict[bytes, tuple[int, bytes]] = {}  # marker -> (batch, ErrorResponse)
@@ -319,8 +325,7 @@ class Session:
                 continue
             # Bind, Execute and Sync first: they come with every execution of a statement.
             if t == _F_BIND:
-                self._record_bind(msg)
-                self._queue(msg)
+                self._on_bind(msg)
             elif t == _F_EXECUTE:
                 self._on_execute(msg)
             elif t == _F_SYNC:
@@ -336,8 +341,10 @@ class Session:
                 kind, name = P.parse_close(msg[5:])
                 if kind == "S":
                     self._statements.pop(name, None)
+                    self._guarded.pop(name, None)
                 else:
                     self._portals.pop(name, None)
+                    self._bound.pop(name, None)
                 self._queue(msg)
             elif t == P.F_FLUSH:
                 self._queue(msg)
@@ -473,6 +480,7 @@ class Session:
                 self._sql_prepared.clear()
                 if value == "all":
                     self._statements.clear()
+                    self._guarded.clear()
 
     def _on_query(self, msg: bytes) -> None:
         """A Query: judge its text, then forward it, refuse it, or stop at a hold.
@@ -505,7 +513,7 @@ class Session:
                 self.hold = HoldRequest(sql, None, protocol, msg, judge=judgement)
                 return
             verdict = self._finish_judgement(sql, judgement.decide())
-        if verdict.decision.action is Action.HOLD:
+        if verdict.decision.action is Action.HOLD and protocol != "extended":
             verdict_facts(verdict)  # the hold's notification carries them
             self.hold = HoldRequest(sql, verdict, protocol, msg)
         elif protocol == "simple":
@@ -565,11 +573,21 @@ class Session:
         self._carry_out("extended", msg, self._text(sql), None)
 
     def _send_parse(self, msg: bytes, name: str, sql: str, verdict: Verdict) -> None:
-        if verdict.decision.action is Action.ALLOW:
-            self._statements[name] = (sql, verdict)
+        """A Parse: an allowed statement runs at every Bind without judgement; a held one
+        is parsed (which runs nothing) and judged, so held, at each of its Binds, where
+        the approvers see its parameters; a denied one is refused now."""
+        action = verdict.decision.action
+        if action is not Action.DENY:
+            if action is Action.ALLOW:
+                self._statements[name] = (sql, verdict)
+                self._guarded.pop(name, None)
+            else:
+                self._statements.pop(name, None)
+                self._guarded[name] = (sql, verdict)
             self._queue(msg)
             return
         self._statements.pop(name, None)
+        self._guarded.pop(name, None)
         self._audit_parse(name, sql, verdict)
         marker = self._new_marker(self._refusal(verdict.decision))
         self._queue(P.message(b"B", b"\0" + marker + b"\0\0\0\0\0\0\0"))
@@ -591,8 +609,80 @@ class Session:
         )
 
     def _on_execute(self, msg: bytes) -> None:
-        self._record_execute(msg)
+        bound = self._bound.get(P.parse_execute_portal(msg)) if self._bound else None
+        if bound is None:
+            self._record_execute(msg)
+        else:  # a portal of a statement judged at its Bind
+            sql, verdict, hold_id = bound
+            inflight = self._inflight
+            portal = P.parse_execute_portal(msg)
+            rec = Record(
+                "extended",
+                sql,
+                verdict,
+                inflight.sent_batches + 1,
+                self._portals.get(portal, ""),
+                portal,
+            )
+            rec.hold_id = hold_id
+            inflight.queue.append(rec)
+            self._note_effects(rec, sql, verdict)
         self._queue(msg)
+
+    def _on_bind(self, msg: bytes) -> None:
+        """A Bind. Of a statement that runs without judgement: bookkept and forwarded.
+        Of a statement judged at each execution (held at Parse, prepared before a policy
+        reload, or prepared in SQL): judged now, so forwarded, refused, or held."""
+        portal, stmt = P.parse_bind_names(msg)
+        self._portals[portal] = stmt
+        self._bound.pop(portal, None)
+        if stmt in self._statements:
+            self._queue(msg)
+            return
+        candidates = self._bind_candidates(stmt)
+        if not candidates:
+            self._queue(msg)  # a name pgsentry never saw prepared: the server reports it
+            return
+        verdict: Verdict | None = None
+        sql = candidates[0][0]
+        for body_sql, analysis in candidates:
+            one = self.decider.decide(body_sql, self.principal, self.scs, analysis)
+            if verdict is None or _severity(one.decision) > _severity(verdict.decision):
+                sql, verdict = body_sql, one
+        assert verdict is not None
+        count_decision(verdict)
+        action = verdict.decision.action
+        if action is Action.ALLOW:
+            guarded = self._guarded.get(stmt)
+            if guarded is not None and guarded[1].decision.action is Action.ALLOW:
+                # allowed at Parse, judged again after a policy change: runs freely again
+                del self._guarded[stmt]
+                self._statements[stmt] = (sql, verdict)
+            self._bound[portal] = (sql, verdict, None)
+            self._queue(msg)
+        elif action is Action.HOLD:
+            verdict_facts(verdict)
+            self.hold = HoldRequest(with_parameters(sql, msg), verdict, "bind", msg)
+        else:
+            self._refuse_bind(stmt, sql, verdict, self._refusal(verdict.decision))
+
+    def _bind_candidates(self, stmt: str) -> list[tuple[str, Analysis | None]]:
+        """The texts a Bind of `stmt` may run, with their analyses when known."""
+        guarded = self._guarded.get(stmt)
+        if guarded is not None:
+            return [(guarded[0], guarded[1].analysis)]
+        return list(self._sql_prepared.get(stmt, ()))
+
+    def _refuse_bind(self, stmt: str, sql: str, verdict: Verdict, refusal: bytes) -> None:
+        """The Bind is replaced by one the server rejects; the client gets `refusal`."""
+        self._audit_parse(stmt, sql, verdict)
+        self._queue(P.message(b"B", b"\0" + self._new_marker(refusal) + b"\0" * 7))
+        self._skip_to_sync = True
+
+    def guard_statements(self) -> None:
+        """The policy changed: every prepared statement is judged again at its next Bind."""
+        self._guarded.update(self._statements)
+        self._statements.clear()
 
     def _record_bind(self, msg: bytes) -> None:
         """A Bind: remember which statement its portal runs."""
@@ -675,19 +765,17 @@ class Session:
                 verdict.facts,
             )
             refusal = b""
-        if hold.protocol != "extended":
+        if hold.protocol != "bind":
             self._send_unit(hold.protocol, hold.message, hold.sql, verdict, refusal)
             if not refusal:
                 self._inflight.queue[-1].hold_id = hold_id
         else:
-            name, _ = P.parse_parse(hold.message[5:])
+            portal, stmt = P.parse_bind_names(hold.message)
             if refusal:
-                self._statements.pop(name, None)
-                self._audit_parse(name, hold.sql, verdict)
-                self._queue(P.message(b"B", b"\0" + self._new_marker(refusal) + b"\0" * 7))
-                self._skip_to_sync = True
-            else:
-                self._send_parse(hold.message, name, hold.sql, verdict)
+                self._refuse_bind(stmt, hold.sql, verdict, refusal)
+            else:  # this one execution; the statement's next Bind is judged again
+                self._bound[portal] = (hold.sql, verdict, hold_id)
+                self._queue(hold.message)
         backlog, self._backlog = self._backlog, []
         self._process_client(backlog)
 
@@ -948,6 +1036,39 @@ if lane_setup is not None:
         _UNKNOWN,
         _STATEMENT_COUNTS,
     )
+
+
+_SHOWN_PARAMETERS = 50
+_SHOWN_BYTES = 200
+
+
+def with_parameters(sql: str, bind: bytes) -> str:
+    """`sql` followed by a comment with the values a Bind gives its parameters (what the
+    approvers of a held execution see): text values quoted, binary ones in hex, long ones
+    cut. A Bind that cannot be read: the text alone (the server will reject it)."""
+    try:
+        values, formats = P.parse_bind_parameters(bind)
+    except E.ProtocolError:
+        return sql
+    if not values:
+        return sql
+    shown: list[str] = []
+    for i, (value, fmt) in enumerate(zip(values, formats, strict=True)):
+        if i == _SHOWN_PARAMETERS:
+            shown.append(f"... {len(values) - i} more")
+            break
+        if value is None:
+            text = "NULL"
+        elif fmt == 1:
+            text = "0x" + value[:_SHOWN_BYTES].hex() + " (binary)"
+        else:
+            raw = value[:_SHOWN_BYTES].decode("utf-8", "replace").replace("'", "''")
+            text = "'" + raw + "'"
+        if value is not None and len(value) > _SHOWN_BYTES:
+            text += f" (first {_SHOWN_BYTES} of {len(value)} bytes)"
+        shown.append(f"${i + 1} = {text}")
+    lines = "".join(f"\n--   {line.replace(chr(10), ' ')}" for line in shown)
+    return f"{sql}\n-- parameters:{lines}"
 
 
 def _severity(decision: Decision) -> int:

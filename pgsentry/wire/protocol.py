@@ -132,6 +132,36 @@ def parse_bind_names(msg: bytes) -> tuple[str, str]:
     return portal, stmt
 
 
+def parse_bind_parameters(msg: bytes) -> tuple[list[bytes | None], list[int]]:
+    """A whole Bind ('B') message -> (parameter values, None for NULL; their format codes,
+    one per value: 0 text, 1 binary). Raises ProtocolError on a malformed message."""
+    _, pos = cstring(msg, 5)
+    _, pos = cstring(msg, pos)
+    try:
+        (n_formats,) = INT16.unpack_from(msg, pos)
+        formats = list(struct.unpack_from(f"!{n_formats}h", msg, pos + 2))
+        pos += 2 + 2 * n_formats
+        (n_values,) = INT16.unpack_from(msg, pos)
+        pos += 2
+        values: list[bytes | None] = []
+        for _ in range(n_values):
+            (length,) = INT32.unpack_from(msg, pos)
+            pos += 4
+            if length < 0:
+                values.append(None)
+                continue
+            if pos + length > len(msg):
+                raise ProtocolError("Bind parameter runs past the message")
+            values.append(msg[pos : pos + length])
+            pos += length
+    except struct.error as exc:
+        raise ProtocolError(f"malformed Bind message: {exc}") from None
+    if n_formats not in (0, 1, n_values) or n_formats < 0 or n_values < 0:
+        raise ProtocolError("Bind message's format codes do not match its parameters")
+    codes = formats * n_values if n_formats == 1 else formats or [0] * n_values
+    return values, codes
+
+
 def parse_close(body: bytes) -> tuple[str, str]:
     """Body of Close ('C') or Describe ('D') -> (kind 'S' or 'P', name)."""
     if not body:

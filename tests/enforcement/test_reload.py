@@ -114,6 +114,30 @@ def test_sighup_reloads_a_valid_policy(reload_proxy: ProxyProcess, policy_file: 
     assert reload_proxy.is_alive
 
 
+def test_a_statement_prepared_before_a_reload_is_judged_again_at_its_next_execution(
+    reload_proxy: ProxyProcess, policy_file: Path
+) -> None:
+    _write(policy_file, ALLOW_SCRATCH)
+    reload_proxy.signal(signal.SIGHUP)
+    reload_proxy.wait_until(lambda: _reload_events(reload_proxy, "success"), what="reload")
+    with _session(reload_proxy) as conn:
+        # protocol-level prepared statements (Parse once, then Bind / Execute)
+        conn.execute("TRUNCATE scratch", prepare=True)
+        conn.execute("TRUNCATE scratch", prepare=True)
+        conn.execute("INSERT INTO scratch VALUES (1)")
+        _write(policy_file, DENY)
+        reload_proxy.signal(signal.SIGHUP)
+        reload_proxy.wait_until(
+            lambda: len(_reload_events(reload_proxy, "success")) >= 2, what="second reload"
+        )
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("TRUNCATE scratch", prepare=True)
+        assert conn.execute("SELECT count(*) FROM scratch").fetchone() == (1,)
+        # a statement the new policy allows runs freely again after its judgement
+        for _ in range(3):
+            assert conn.execute("SELECT 1", prepare=True).fetchone() == (1,)
+
+
 def test_file_watcher_reloads_without_a_signal(
     reload_proxy: ProxyProcess, policy_file: Path
 ) -> None:

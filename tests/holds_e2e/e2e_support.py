@@ -56,6 +56,11 @@ rules:
     action: hold
     match: {kinds: [drop_table], relations: ["public.two_*"]}
     hold: {timeout: 120s, approvals: 2, groups: [dba], allow_self_approval: false}
+  - id: hold-delete-held
+    description: Every DELETE from a held_* table waits for one approver, each time.
+    action: hold
+    match: {kinds: [delete], relations: ["public.held_*"]}
+    hold: {timeout: 120s, approvals: 1}
   - id: hold-drop-public
     description: Any other table drop in public waits for one approver.
     action: hold

@@ -151,3 +151,64 @@ async def test_asyncpg_extended_protocol_hold_approved_and_denied(stage: Stage) 
         await conn.close()
     assert not table_exists(pg, "victim_apg_ok")
     assert table_exists(pg, "victim_apg_no")
+
+
+def test_each_execution_of_a_prepared_statement_is_held_with_its_parameters(
+    stage: Stage,
+) -> None:
+    """One approval runs one execution: a statement held at Parse is judged again at
+    every Bind (psycopg's prepare=True sends Parse once, then Bind / Execute), and the
+    approvers see the values it runs with."""
+    pg = stage.pg
+    pg.psql("DROP TABLE IF EXISTS held_rows; CREATE TABLE held_rows (id int)")
+    pg.psql("INSERT INTO held_rows SELECT generate_series(1, 4)")
+    with HeldClient(stage.dsn()) as client:
+        conn = client.conn
+        for key, action in ((1, "approve"), (2, "deny"), (3, "approve")):
+            client.notices.clear()
+
+            def run(key: int = key) -> str | None:
+                sql = "DELETE FROM held_rows WHERE id = %s"
+                return conn.execute(sql, [str(key)], prepare=True).statusmessage
+
+            job = Background(run)
+            hold_id = client.wait_hold_id()
+            shown = stage.show(hold_id).body["statement"]
+            assert "DELETE FROM held_rows WHERE id = $1" in shown
+            assert f"$1 = '{key}'" in shown
+            if action == "approve":
+                assert stage.approve(hold_id).status == 200
+                assert job.result() == "DELETE 1"
+            else:
+                assert stage.deny(hold_id).status == 200
+                with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                    job.result()
+        assert conn.execute("select 1").fetchone() == (1,)
+    survivors = pg.psql("SELECT string_agg(id::text, ',' ORDER BY id) FROM held_rows").strip()
+    assert survivors == "2,4"
+
+
+async def test_asyncpg_statement_cache_does_not_reuse_an_approval(stage: Stage) -> None:
+    pg = stage.pg
+    pg.psql("DROP TABLE IF EXISTS held_apg; CREATE TABLE held_apg (id int)")
+    pg.psql("INSERT INTO held_apg SELECT generate_series(1, 3)")
+    notices: list[str] = []
+    conn = await asyncpg.connect(stage.dsn())
+    conn.add_log_listener(lambda _c, msg: notices.append(str(msg)))
+    try:
+        for key in (1, 2):
+            notices.clear()
+            task = asyncio.ensure_future(conn.execute("DELETE FROM held_apg WHERE id = $1", key))
+            while not notices:
+                await asyncio.sleep(0.05)
+            answer = await api_async(
+                "POST",
+                stage.hold_url(hold_id_from(notices[0]), "approve"),
+                stage.tokens["carol"],
+                {"reason": f"row {key}"},
+            )
+            assert answer.status == 200, answer.body
+            assert await task == "DELETE 1"
+    finally:
+        await conn.close()
+    assert pg.psql("SELECT string_agg(id::text, ',') FROM held_apg").strip() == "3"
