@@ -472,18 +472,21 @@ is_execute_batch(const unsigned char *buf, Py_ssize_t n, const unsigned char *ta
     return last == 'S' && last_end == n;
 }
 
+#define MAX_BINDS 16 /* a chunk with more Binds declines (the general path takes it) */
+
 /* Pass 2 of execute_batch: 1 when every Bind names a statement in `statements` and every
  * Execute runs a portal bound in this chunk or bound earlier to such a statement; 0
- * (decline: the general path judges it) otherwise; -1 on error. */
+ * (decline: the general path judges it) otherwise; -1 on error. The Binds' statement
+ * names are left in `names` (new references, `*count` of them) for pass 3. */
 static int
 statements_known(const unsigned char *buf, Py_ssize_t n, const unsigned char *tab,
-                 PyObject *portals, PyObject *statements)
+                 PyObject *portals, PyObject *statements, PyObject **names, int *count)
 {
-    PyObject *bound = PySet_New(NULL); /* portals bound in this chunk */
-    if (bound == NULL)
-        return -1;
+    const unsigned char *bound[MAX_BINDS]; /* portal names bound in this chunk */
+    Py_ssize_t bound_len[MAX_BINDS];
     int ok = 1;
     Py_ssize_t pos = 0;
+    *count = 0;
     while (ok == 1 && pos < n) {
         unsigned char t = buf[pos];
         Py_ssize_t end = pos + 1 + (Py_ssize_t)(((unsigned long)buf[pos + 1] << 24) |
@@ -492,25 +495,37 @@ statements_known(const unsigned char *buf, Py_ssize_t n, const unsigned char *ta
                                                 (unsigned long)buf[pos + 4]);
         if ((t == 'B' || t == 'E') && tab[t]) {
             Py_ssize_t p_nul = cstring_end(buf, pos + 5, end);
-            PyObject *portal = decode_name(buf, pos + 5, p_nul);
             PyObject *stmt = NULL;
-            if (portal == NULL)
-                ok = -1;
-            else if (t == 'B') {
-                stmt = decode_name(buf, p_nul + 1, cstring_end(buf, p_nul + 1, end));
-                if (stmt == NULL || PySet_Add(bound, portal) < 0)
-                    ok = -1;
+            if (t == 'B') {
+                if (*count == MAX_BINDS)
+                    ok = 0;
+                else {
+                    bound[*count] = buf + pos + 5;
+                    bound_len[*count] = p_nul - (pos + 5);
+                    stmt = decode_name(buf, p_nul + 1, cstring_end(buf, p_nul + 1, end));
+                    if (stmt == NULL)
+                        ok = -1;
+                    else
+                        names[(*count)++] = Py_NewRef(stmt);
+                }
             }
             else {
-                int seen = PySet_Contains(bound, portal);
-                if (seen < 0)
-                    ok = -1;
-                else if (!seen) {
-                    stmt = PyDict_GetItemWithError(portals, portal);
-                    if (stmt == NULL)
-                        ok = PyErr_Occurred() ? -1 : 0;
-                    else
-                        Py_INCREF(stmt);
+                int seen = 0;
+                for (int i = 0; i < *count && !seen; i++)
+                    seen = bound_len[i] == p_nul - (pos + 5) &&
+                           memcmp(bound[i], buf + pos + 5, (size_t)bound_len[i]) == 0;
+                if (!seen) {
+                    PyObject *portal = decode_name(buf, pos + 5, p_nul);
+                    if (portal == NULL)
+                        ok = -1;
+                    else {
+                        stmt = PyDict_GetItemWithError(portals, portal);
+                        if (stmt == NULL)
+                            ok = PyErr_Occurred() ? -1 : 0;
+                        else
+                            Py_INCREF(stmt);
+                        Py_DECREF(portal);
+                    }
                 }
             }
             if (ok == 1 && stmt != NULL) {
@@ -518,11 +533,9 @@ statements_known(const unsigned char *buf, Py_ssize_t n, const unsigned char *ta
                 ok = known < 0 ? -1 : known;
             }
             Py_XDECREF(stmt);
-            Py_XDECREF(portal);
         }
         pos = end;
     }
-    Py_DECREF(bound);
     return ok;
 }
 
@@ -549,21 +562,28 @@ execute_batch(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     Py_ssize_t n = PyBytes_GET_SIZE(data);
     if (!is_execute_batch(buf, n, tab))
         Py_RETURN_FALSE;
-    int known = statements_known(buf, n, tab, portals, statements);
-    if (known < 0)
-        return NULL;
-    if (!known)
+    PyObject *names[MAX_BINDS];
+    int n_names = 0;
+    int known = statements_known(buf, n, tab, portals, statements, names, &n_names);
+    if (known != 1) {
+        for (int i = 0; i < n_names; i++)
+            Py_DECREF(names[i]);
+        if (known < 0)
+            return NULL;
         Py_RETURN_FALSE;
+    }
+    int next_name = 0;
+    PyObject *queue = NULL;
     PyObject *sent_obj = slot_get(inflight, s_sent_batches, &c_sent_batches);
-    if (sent_obj == NULL)
+    Py_ssize_t sent = sent_obj == NULL ? -1 : PyLong_AsSsize_t(sent_obj);
+    Py_XDECREF(sent_obj);
+    if (!(sent == -1 && PyErr_Occurred()))
+        queue = slot_get(inflight, s_queue, &c_queue);
+    if (queue == NULL) {
+        for (int i = 0; i < n_names; i++)
+            Py_DECREF(names[i]);
         return NULL;
-    Py_ssize_t sent = PyLong_AsSsize_t(sent_obj);
-    Py_DECREF(sent_obj);
-    if (sent == -1 && PyErr_Occurred())
-        return NULL;
-    PyObject *queue = slot_get(inflight, s_queue, &c_queue);
-    if (queue == NULL)
-        return NULL;
+    }
     int rc = 0;
     Py_ssize_t pos = 0;
     while (rc == 0 && pos < n) {
@@ -576,12 +596,10 @@ execute_batch(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
             sent += 1;
         else if (t == 'B' && tab[t]) { /* the portal runs this statement */
             Py_ssize_t p_nul = cstring_end(buf, pos + 5, end);
-            Py_ssize_t s_nul = cstring_end(buf, p_nul + 1, end);
             PyObject *portal = decode_name(buf, pos + 5, p_nul);
-            PyObject *stmt = portal ? decode_name(buf, p_nul + 1, s_nul) : NULL;
-            rc = stmt == NULL ? -1 : PyDict_SetItem(portals, portal, stmt);
+            PyObject *stmt = names[next_name++]; /* decoded by statements_known */
+            rc = portal == NULL ? -1 : PyDict_SetItem(portals, portal, stmt);
             Py_XDECREF(portal);
-            Py_XDECREF(stmt);
         }
         else if (t == 'E' && tab[t]) { /* the in-flight record of the portal's statement */
             rc = -1;
@@ -633,6 +651,8 @@ execute_batch(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         pos = end;
     }
     Py_DECREF(queue);
+    for (int i = 0; i < n_names; i++)
+        Py_DECREF(names[i]);
     if (rc < 0)
         return NULL;
     PyObject *sent_new = PyLong_FromSsize_t(sent);
