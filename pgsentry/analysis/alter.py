@@ -1,9 +1,12 @@
-"""ALTER TABLE subcommands and row-level-security policies: which ones destroy or weaken.
+"""ALTER statements and role options: which ones destroy data or weaken a protection.
 
 Owns `SUBCOMMANDS` (every `AlterTableType` of libpg_query, each classified as harmless,
 destroying data or weakening a protection, with the kind of the dangerous ones), the root
-handler of ALTER TABLE / INDEX / VIEW / FOREIGN TABLE / TYPE (`alter_table`) and the
-judgement of CREATE POLICY / ALTER POLICY (`create_policy`, `alter_policy`). A dangerous
+handler of ALTER TABLE / INDEX / VIEW / FOREIGN TABLE / TYPE (`alter_table`), the
+judgement of CREATE POLICY / ALTER POLICY (`create_policy`, `alter_policy`), of ALTER
+DOMAIN (`alter_domain`: DROP CONSTRAINT / NOT NULL / DEFAULT, as for a table's column) and
+ALTER EVENT TRIGGER (`alter_event_trigger`: DISABLE / ENABLE REPLICA, as for a table's
+trigger), and the BYPASSRLS option of CREATE / ALTER ROLE (`bypass_rls`). A dangerous
 subcommand gets the kind of the statement it is equivalent to (ENABLE REPLICA TRIGGER
 stops the trigger firing in ordinary sessions: `alter_table_disable_trigger`). Must not
 cache or know who is asking.
@@ -199,3 +202,53 @@ def alter_policy(c: Collector, n: Node, origin: str, text: str, depth: int) -> S
     c.walk(n, c.scope)
     weakens = bool(n.get("roles")) or _always_true(c, n)
     return c.facts(K.WEAKEN_POLICY if weakens else K.ALTER_OTHER, origin, text)
+
+
+# --- domains, event triggers, roles ---------------------------------------------------------
+
+# AlterDomainStmt.subtype: X drop constraint, N drop not null, T set / drop default (no
+# `def`: drop). Every column of the domain loses the check or the default at once.
+_DOMAIN_DROPS = {"X": K.ALTER_DOMAIN_DROP_CONSTRAINT, "N": K.ALTER_DOMAIN_DROP_CONSTRAINT}
+
+
+def alter_domain(c: Collector, n: Node, origin: str, text: str, depth: int) -> StatementFacts:
+    names = [str(x.get("String", {}).get("sval", "")) for x in n.get("typeName") or []]
+    c.objects[".".join(names)] = None
+    c.walk(n, c.scope)
+    subtype = str(n.get("subtype", ""))
+    kind = _DOMAIN_DROPS.get(subtype, K.ALTER_OTHER)
+    if subtype == "T" and n.get("def") is None:
+        kind = K.ALTER_DOMAIN_DROP_DEFAULT
+    return c.facts(kind, origin, text, cascade=n.get("behavior") == "DROP_CASCADE")
+
+
+# tgenabled: O enable, A enable always (fires in more sessions, not fewer), D disable,
+# R enable replica (fires only with session_replication_role = replica: never in an
+# ordinary session, the same as disabling it).
+_EVENT_TRIGGER_OFF = frozenset({"D", "R"})
+
+
+def alter_event_trigger(
+    c: Collector, n: Node, origin: str, text: str, depth: int
+) -> StatementFacts:
+    c.objects[str(n.get("trigname", ""))] = None
+    off = str(n.get("tgenabled", "")) in _EVENT_TRIGGER_OFF
+    return c.facts(K.DISABLE_EVENT_TRIGGER if off else K.ALTER_OTHER, origin, text)
+
+
+def bypass_rls(n: Node, role: StatementFacts) -> list[StatementFacts]:
+    """CREATE / ALTER ROLE ... BYPASSRLS: a `role_bypass_rls` fact (origin subcommand)
+    following the role statement `role`. A value that is not clearly false counts."""
+    for item in n.get("options") or []:
+        d = item.get("DefElem", {}) if isinstance(item, dict) else {}
+        if d.get("defname") != "bypassrls":
+            continue
+        arg = d.get("arg") or {}
+        if "Boolean" in arg and not arg["Boolean"].get("boolval", False):
+            continue  # NOBYPASSRLS
+        return [
+            StatementFacts(
+                kind=K.ROLE_BYPASS_RLS, origin="subcommand", objects=role.objects, text=role.text
+            )
+        ]
+    return []

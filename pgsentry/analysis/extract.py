@@ -5,7 +5,8 @@ way the server will read it (`literals`), and per statement its facts (`statemen
 the walk in `collector`), followed by those of its nested statements (data-modifying CTEs,
 PREPARE, EXPLAIN ANALYZE, COPY (...), CREATE RULE actions, DO / function bodies via
 `bodies`). Also owns the run's settings, constant sensitivity and session effects.
-Functions bound by name in DDL are found in `bindings`, file_fdw options in `foreign`.
+Functions bound by name in DDL are found in `bindings`, file_fdw options in `foreign`,
+writes to system catalogs in `catalogs`.
 Walks plain dicts (`trees`), which is ~10x cheaper than pglast's AST objects. Must not
 cache, know who is asking, or do I/O.
 """
@@ -17,6 +18,7 @@ from typing import Any
 from pglast import parser
 
 from pgsentry.analysis.bindings import bind_functions
+from pgsentry.analysis.catalogs import catalog_writes
 from pgsentry.analysis.collector import Collector
 from pgsentry.analysis.facts import StatementFacts
 from pgsentry.analysis.foreign import server_access
@@ -102,6 +104,7 @@ class Run:
         c = Collector(self, scope)
         bind_functions(c, key, n)  # flagged functions DDL binds by name (bindings.py)
         c.extra.extend(server_access(key, n, text))  # file_fdw program / filename
+        c.extra.extend(catalog_writes(key, n, origin, text))  # UPDATE pg_trigger ...
         handler = ROOTS.get(key)
         if handler is None:
             kind = SIMPLE.get(key) or kind_by_prefix(key)

@@ -44,6 +44,7 @@ DROP_ROLE = "drop_role"
 DROP_OWNED = "drop_owned"
 DROP_EXTENSION = "drop_extension"
 DROP_TYPE = "drop_type"
+DROP_RULE = "drop_rule"
 DROP_OTHER = "drop_other"
 
 # --- changing definitions -------------------------------------------------------------------
@@ -56,6 +57,10 @@ ALTER_TABLE_DROP_DEFAULT = "alter_table_drop_default"
 ALTER_TABLE_ALTER_COLUMN_TYPE = "alter_table_alter_column_type"
 ALTER_TABLE_DISABLE_RULE = "alter_table_disable_rule"
 ALTER_TABLE_SET_UNLOGGED = "alter_table_set_unlogged"
+ALTER_DOMAIN_DROP_CONSTRAINT = "alter_domain_drop_constraint"
+ALTER_DOMAIN_DROP_DEFAULT = "alter_domain_drop_default"
+DISABLE_EVENT_TRIGGER = "disable_event_trigger"
+ROLE_BYPASS_RLS = "role_bypass_rls"
 WEAKEN_POLICY = "weaken_policy"
 RENAME = "rename"
 ALTER_ROLE = "alter_role"
@@ -114,6 +119,9 @@ CHECKPOINT = "checkpoint"
 LOCK = "lock"
 COMMENT = "comment"
 
+# --- system catalogs --------------------------------------------------------------------
+WRITE_CATALOG = "write_catalog"
+
 OTHER = "other"
 
 KINDS: dict[str, str] = {
@@ -151,7 +159,8 @@ KINDS: dict[str, str] = {
     DROP_OWNED: "DROP OWNED BY: drops every object a role owns",
     DROP_EXTENSION: "DROP EXTENSION",
     DROP_TYPE: "DROP TYPE / DROP DOMAIN",
-    DROP_OTHER: "any other DROP (rule, tablespace, server, collation, ...)",
+    DROP_RULE: "DROP RULE: removes a rule (the refused DISABLE RULE, for good)",
+    DROP_OTHER: "any other DROP (tablespace, server, collation, ...)",
     ALTER_TABLE: "ALTER TABLE without a more specific alter_table_* kind",
     ALTER_TABLE_DROP_COLUMN: "ALTER TABLE ... DROP COLUMN",
     ALTER_TABLE_DISABLE_TRIGGER: (
@@ -167,6 +176,19 @@ KINDS: dict[str, str] = {
     ),
     ALTER_TABLE_DISABLE_RULE: "ALTER TABLE ... DISABLE RULE / ENABLE REPLICA RULE",
     ALTER_TABLE_SET_UNLOGGED: "ALTER TABLE ... SET UNLOGGED: a crash empties the table",
+    ALTER_DOMAIN_DROP_CONSTRAINT: (
+        "ALTER DOMAIN ... DROP CONSTRAINT / DROP NOT NULL: every column of the domain loses"
+        " the check"
+    ),
+    ALTER_DOMAIN_DROP_DEFAULT: "ALTER DOMAIN ... DROP DEFAULT",
+    DISABLE_EVENT_TRIGGER: (
+        "ALTER EVENT TRIGGER ... DISABLE / ENABLE REPLICA: the event trigger stops firing"
+        " in ordinary sessions"
+    ),
+    ROLE_BYPASS_RLS: (
+        "CREATE / ALTER ROLE ... BYPASSRLS (follows the role statement, origin subcommand):"
+        " the role ignores row-level security"
+    ),
     WEAKEN_POLICY: (
         "CREATE POLICY (permissive) / ALTER POLICY with an always-true USING or WITH CHECK,"
         " or ALTER POLICY ... TO: opens rows row-level security hid"
@@ -217,6 +239,11 @@ KINDS: dict[str, str] = {
     CHECKPOINT: "CHECKPOINT",
     LOCK: "LOCK TABLE",
     COMMENT: "COMMENT ON / SECURITY LABEL",
+    WRITE_CATALOG: (
+        "INSERT / UPDATE / DELETE / MERGE / TRUNCATE / COPY FROM whose target is a system"
+        " catalog (pg_catalog, pg_toast, an unqualified pg_* name), or a view PostgreSQL"
+        " could write such a catalog through; follows the statement, with its origin"
+    ),
     OTHER: "anything not listed above",
 }
 
@@ -229,7 +256,10 @@ ORIGINS: dict[str, str] = {
     "prepare": "the statement of SQL-level PREPARE name AS ...",
     "explain": "the statement under EXPLAIN ANALYZE (it really runs)",
     "copy": "a data-modifying statement inside COPY (...) TO",
-    "subcommand": "a further dangerous action of the same ALTER TABLE statement",
+    "subcommand": (
+        "a further dangerous action of the same ALTER TABLE statement (or the BYPASSRLS of"
+        " a CREATE / ALTER ROLE)"
+    ),
     "on_conflict": "the DO UPDATE of INSERT ... ON CONFLICT: an UPDATE of the colliding rows",
     "fdw_options": (
         "what a foreign table's OPTIONS make the server do each time it is read"

@@ -3,9 +3,10 @@
 Owns `ROOTS` (statement node -> its handler), `SIMPLE` (statement nodes whose facts are
 their kind and the relations in them) and `kind_by_prefix` for the rest: DML and its WHERE
 judgement, TRUNCATE, DROP, COPY, EXPLAIN ANALYZE, PREPARE / EXECUTE / DEALLOCATE /
-DISCARD, SET / RESET, transactions, rules, DO and function bodies (via `bodies`), GRANT,
-roles and named objects. INSERT / ON CONFLICT is judged in `upsert`, ALTER TABLE and
-policies in `alter`. Must not cache, know who is asking, or do I/O.
+DISCARD, SET / RESET, transactions, rules, views, DO and function bodies (via `bodies`),
+GRANT, roles and named objects. INSERT / ON CONFLICT is judged in `upsert`; ALTER TABLE,
+policies, ALTER DOMAIN, ALTER EVENT TRIGGER and BYPASSRLS in `alter`; writes to system
+catalogs in `catalogs`. Must not cache, know who is asking, or do I/O.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 from pgsentry.analysis import alter, upsert
 from pgsentry.analysis import kinds as K
+from pgsentry.analysis.catalogs import is_pg_settings, updatable_base, view_query
 from pgsentry.analysis.collector import (
     SKIP_WITH,
     Collector,
@@ -51,15 +53,6 @@ def _r_select(c: Collector, n: Node, origin: str, text: str, depth: int) -> Stat
     return c.facts(K.CREATE_TABLE_AS if n.get("intoClause") else K.SELECT, origin, text)
 
 
-def _is_pg_settings(rv: Node | None) -> bool:
-    """The pg_settings view (UPDATE of it changes settings, any of them)."""
-    return (
-        rv is not None
-        and rv.get("relname") == "pg_settings"
-        and rv.get("schemaname") in (None, "pg_catalog")
-    )
-
-
 def _r_dml(kind: str, where_field: str | None) -> RootHandler:
     def handler(c: Collector, n: Node, origin: str, text: str, depth: int) -> StatementFacts:
         inner = c.with_scope(n, c.scope)
@@ -75,7 +68,7 @@ def _r_dml(kind: str, where_field: str | None) -> RootHandler:
             )
             if kind == K.MERGE and where == WhereClause.MISSING:
                 where = WhereClause.PRESENT
-        if kind == K.UPDATE and _is_pg_settings(n.get("relation")):
+        if kind == K.UPDATE and is_pg_settings(n.get("relation")):
             c.add_function(SET_CONFIG)  # its rule calls set_config(name, setting)
         return c.facts(kind, origin, text, where=where)
 
@@ -115,6 +108,7 @@ _DROP_KINDS = {
     "OBJECT_EXTENSION": K.DROP_EXTENSION,
     "OBJECT_TYPE": K.DROP_TYPE,
     "OBJECT_DOMAIN": K.DROP_TYPE,
+    "OBJECT_RULE": K.DROP_RULE,
 }
 _RELATION_OBJECTS = frozenset(
     {
@@ -272,9 +266,24 @@ def _r_transaction(c: Collector, n: Node, origin: str, text: str, depth: int) ->
 def _r_rule(c: Collector, n: Node, origin: str, text: str, depth: int) -> StatementFacts:
     c.walk_except(n, c.scope, frozenset({"actions"}))
     c.objects[str(n.get("rulename", ""))] = None
+    _view_over_pg_settings(c, "RuleStmt", n)
     for action in n.get("actions", []):
         c.nested.append((action, "rule_action", frozenset()))
     return c.facts(K.CREATE_RULE, origin, text)
+
+
+def _r_view(c: Collector, n: Node, origin: str, text: str, depth: int) -> StatementFacts:
+    c.walk(n, c.scope)
+    _view_over_pg_settings(c, "ViewStmt", n)
+    return c.facts(K.CREATE_VIEW, origin, text)
+
+
+def _view_over_pg_settings(c: Collector, key: str, n: Node) -> None:
+    """A view PostgreSQL may update through to pg_settings (catalogs.updatable_base): an
+    UPDATE of it runs pg_settings' rule, set_config(name, setting), later."""
+    sel = view_query(key, n)
+    if sel is not None and is_pg_settings(updatable_base(sel)):
+        c.add_function(SET_CONFIG)
 
 
 def _r_do(c: Collector, n: Node, origin: str, text: str, depth: int) -> StatementFacts:
@@ -314,7 +323,9 @@ def _r_roles(kind: str, field: str) -> RootHandler:
         if isinstance(value, str):
             c.objects[value] = None
         c.walk(n, c.scope)
-        return c.facts(kind, origin, text, cascade=n.get("behavior") == "DROP_CASCADE")
+        mine = c.facts(kind, origin, text, cascade=n.get("behavior") == "DROP_CASCADE")
+        c.extra.extend(alter.bypass_rls(n, mine))
+        return mine
 
     return handler
 
@@ -368,6 +379,9 @@ ROOTS: dict[str, RootHandler] = {
     "ReassignOwnedStmt": _r_roles(K.REASSIGN_OWNED, "roles"),
     "CreateRoleStmt": _r_roles(K.CREATE_ROLE, "role"),
     "AlterRoleStmt": _r_roles(K.ALTER_ROLE, "role"),
+    "AlterDomainStmt": alter.alter_domain,
+    "AlterEventTrigStmt": alter.alter_event_trigger,
+    "ViewStmt": _r_view,
     "AlterRoleSetStmt": _r_roles(K.ALTER_ROLE, "role"),
     "FetchStmt": _r_fetch,
     "VacuumStmt": _r_vacuum,
@@ -387,7 +401,6 @@ ROOTS: dict[str, RootHandler] = {
 
 SIMPLE: dict[str, str] = {
     "CreateStmt": K.CREATE_TABLE,
-    "ViewStmt": K.CREATE_VIEW,
     "CreateTableAsStmt": K.CREATE_TABLE_AS,
     "RenameStmt": K.RENAME,
     "AlterSystemStmt": K.ALTER_SYSTEM,

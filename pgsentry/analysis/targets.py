@@ -13,10 +13,15 @@ tautological WHEREs applies; the writer's fix is to qualify the target's columns
   target: PL/pgSQL resolves it to the variable (or fails, under the default
   variable_conflict = error); in an SQL function a target column of the same name would
   win, but pgsentry cannot see the table's columns, so the parameter is assumed.
+- `q.col` where q is one of `Scope.variables` (a record variable, a block label, the
+  function's name): the variable, even when a FROM item is also named q. PL/pgSQL's
+  variable_conflict = use_variable (a `#variable_conflict` line in the body, or the
+  plpgsql.variable_conflict setting, which may be set anywhere) resolves it so, and the
+  default (error) refuses to run it: never the target.
 - `q.col` (also `schema.q.col`): the FROM item named q (its alias, or its relation name),
   searched from the innermost query level outwards; the target iff that item is the
-  target. When no FROM item is named q, q is a variable / label (not the target) or a
-  composite column, read like an unqualified `q`.
+  target. When no FROM item is named q, q is a composite column, read like an
+  unqualified `q`.
 - Unqualified `col`: a name that is also another FROM item's name may be a whole-row
   reference to it: not the target. Otherwise the first query level, from the innermost,
   with an item that has or may have a column `col` decides: the target iff every such
@@ -186,6 +191,12 @@ def refers_to_target(parts: list[str], scope: Scope) -> bool:
         return False
     if len(parts) == 1:
         return _unqualified(parts[0], scope)
+    if parts[0] in scope.variables:
+        # record.field, label.variable, function.parameter: with variable_conflict =
+        # use_variable (a `#variable_conflict` line, or the plpgsql.variable_conflict
+        # setting, which any session may set) PL/pgSQL resolves it to the variable even
+        # when a FROM item has the same name, so it never counts as the target.
+        return False
     # table.col[.field], schema.table.col, db.schema.table.col: the innermost FROM item
     # named by a qualifier position decides; all readings must agree on "target".
     found: list[bool] = []
@@ -195,15 +206,13 @@ def refers_to_target(parts: list[str], scope: Scope) -> bool:
             found.append(src.target)
     if found:
         return all(found)
-    if parts[0] in scope.variables:
-        return False  # record variable field, label.variable, function.parameter
     return _unqualified(parts[0], scope)  # composite column .field
 
 
 def qualified_source(ref: Node, scope: Scope) -> tuple[Source, str] | None:
     """For `q.col`: the FROM item q names and the column, if q names one."""
     parts = fields(ref)
-    if len(parts) != 2 or parts[1] == "*":
+    if len(parts) != 2 or parts[1] == "*" or parts[0] in scope.variables:
         return None
     src = _named(parts[0], scope)
     return None if src is None else (src, parts[1])

@@ -19,6 +19,14 @@ libpg_query's JSON parse tree (dicts). Conservative by design:
   NULL, OFFSET 0), DISTINCT ON, GROUP BY, HAVING, a window, a locking clause (FOR UPDATE
   SKIP LOCKED), a set operation, a WITH, or a WHERE that restricts its own rows is bounded:
   job queues and batched deletes are PRESENT.
+- `x = x` in disguise counts the same (identity.py says when two expressions are the
+  same: +x, x + 0, coalesce(x, x) ...): x IN (x, ...), x BETWEEN x AND x, x = ANY / ALL
+  (ARRAY[x, ...]). Like `x = x`, these are true on every row where x is not NULL, and are
+  read as always true.
+- System columns are never NULL: `ctid IS NOT NULL` (any of ctid, xmin, xmax, cmin, cmax,
+  tableoid of the target) is always true, and `tableoid > 0` / `<> 0` / `>= 0` too (an
+  oid is unsigned and no table has oid 0). Any other condition on a system column
+  (`ctid = '(0,1)'`, `tableoid = 'part_1'::regclass`, `xmin = 1234`) is a restriction.
 
 `Sensitivity` records whether the answer looked at a constant's value or type: the
 analyzer only reuses a result for a text that differs in constants when it did not.
@@ -31,7 +39,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from pgsentry.analysis.facts import WhereClause
-from pgsentry.analysis.fold import Unknown, fold, opname
+from pgsentry.analysis.fold import Unknown, fold, fold_typed, opname
+from pgsentry.analysis.identity import colname, same
 from pgsentry.analysis.targets import (
     Scope,
     Source,
@@ -146,6 +155,47 @@ def _truth(node: Node, scope: Scope, target: Node | None, sens: Sensitivity) -> 
         return _truth_a_expr(n, scope, target, sens)
     if kind == "SubLink":
         return _truth_sublink(n, scope, target, sens)
+    if kind == "NullTest" and _system_column(n.get("arg") or {}, scope):
+        return ALWAYS if n.get("nulltesttype") == "IS_NOT_NULL" else NEVER
+    return DEPENDS
+
+
+# Columns every row has and that are never NULL; no user column may be named like them.
+_SYSTEM_COLUMNS = frozenset({"ctid", "xmin", "xmax", "cmin", "cmax", "tableoid"})
+
+
+def _system_column(node: Node, scope: Scope) -> str | None:
+    """The name of the target's system column `node` is (`ctid`, `t.ctid`), or None."""
+    ref = node.get("ColumnRef") if isinstance(node, dict) else None
+    if ref is None:
+        return None
+    parts = fields(ref)
+    if not parts or parts[-1] not in _SYSTEM_COLUMNS or len(parts) > 2:
+        return None
+    if len(parts) == 2 and parts[0] not in scope.target_names():
+        return None  # a composite column's field, or another item's
+    return parts[-1] if refers_to_target(parts, scope) else None
+
+
+# `tableoid op 0` that holds for every row: an oid is unsigned, and no relation has oid 0.
+_TABLEOID_VS_ZERO = {">": ALWAYS, "<>": ALWAYS, "!=": ALWAYS, ">=": ALWAYS}
+_TABLEOID_VS_ZERO_MIRRORED = {"<": ALWAYS, "<>": ALWAYS, "!=": ALWAYS, "<=": ALWAYS}
+
+
+def _tableoid_vs_zero(op: str, left: Node, right: Node, scope: Scope, sens: Sensitivity) -> int:
+    for col, const, table in (
+        (left, right, _TABLEOID_VS_ZERO),
+        (right, left, _TABLEOID_VS_ZERO_MIRRORED),
+    ):
+        if op not in table or _system_column(col, scope) != "tableoid" or "A_Const" not in const:
+            continue
+        sens.hit = True
+        try:
+            typed = fold_typed(const)
+        except Unknown:
+            continue
+        if typed.type == "int4" and type(typed.value) is int and typed.value == 0:
+            return table[op]
     return DEPENDS
 
 
@@ -158,8 +208,24 @@ def _truth_a_expr(n: Node, scope: Scope, target: Node | None, sens: Sensitivity)
     op = opname(n)
     names = scope.target_names()
     left, right = n.get("lexpr"), n.get("rexpr")
-    if left is None or right is None or isinstance(right, list):
+    if isinstance(right, dict) and "List" in right:
+        right = right["List"].get("items") or []
+    if left is None or right is None:
         return DEPENDS
+    if isinstance(right, list):
+        return _truth_list(str(kind), op, left, right, names, sens)
+    if kind in ("AEXPR_OP_ANY", "AEXPR_OP_ALL") and op in _SAME_TRUE and "A_ArrayExpr" in right:
+        elements = right["A_ArrayExpr"].get("elements") or []
+        matches = [_same(left, e, names, sens) for e in elements]
+        if elements and (all(matches) or (kind == "AEXPR_OP_ANY" and any(matches))):
+            if kind == "AEXPR_OP_ANY" and not all(matches) and _SAME_TRUE[op] != ALWAYS:
+                return DEPENDS  # x <> ANY (ARRAY[x, y]) is x <> y
+            return _SAME_TRUE[op]
+        return DEPENDS
+    if kind == "AEXPR_OP" and op in _TABLEOID_VS_ZERO | _TABLEOID_VS_ZERO_MIRRORED:
+        judged = _tableoid_vs_zero(op, left, right, scope, sens)
+        if judged != DEPENDS:
+            return judged
     if (kind == "AEXPR_OP" and op in _SAME_TRUE) or kind in (
         "AEXPR_NOT_DISTINCT",
         "AEXPR_DISTINCT",
@@ -195,6 +261,28 @@ def _truth_a_expr(n: Node, scope: Scope, target: Node | None, sens: Sensitivity)
             return DEPENDS
         if isinstance(pattern, str) and pattern and set(pattern) == {"%"}:
             return ALWAYS
+    return DEPENDS
+
+
+_BETWEEN = {
+    "AEXPR_BETWEEN": ALWAYS,
+    "AEXPR_BETWEEN_SYM": ALWAYS,
+    "AEXPR_NOT_BETWEEN": NEVER,
+    "AEXPR_NOT_BETWEEN_SYM": NEVER,
+}
+
+
+def _truth_list(
+    kind: str, op: str, left: Node, items: list[Node], names: frozenset[str], sens: Sensitivity
+) -> int:
+    """`x IN (x, ...)` (x = x OR ...), `x NOT IN (x, ...)` (x <> x AND ...) and `x BETWEEN
+    x AND x`, read like `x = x`."""
+    if kind == "AEXPR_IN" and op in ("=", "<>"):
+        if any(_same(left, item, names, sens) for item in items):
+            return ALWAYS if op == "=" else NEVER
+        return DEPENDS
+    if kind in _BETWEEN and len(items) == 2 and all(_same(left, i, names, sens) for i in items):
+        return _BETWEEN[kind]
     return DEPENDS
 
 
@@ -270,7 +358,7 @@ def _truth_in(sub: Node, test: Node, scope: Scope, target: Node, sens: Sensitivi
     if refers_to_target(fields(col["ColumnRef"]), inner):
         return DEPENDS  # the outer row's column: not the subquery's rows
     own = inner.levels[0][0].names
-    if _colname(test["ColumnRef"], scope.target_names()) != _colname(col["ColumnRef"], own):
+    if colname(test["ColumnRef"], scope.target_names()) != colname(col["ColumnRef"], own):
         return DEPENDS
     where = sub.get("whereClause")
     if where is not None:
@@ -310,32 +398,14 @@ def _null_or_not_null(args: list[Node], names: frozenset[str]) -> bool:
     for a in args:
         nt = a.get("NullTest")
         if nt and "ColumnRef" in nt.get("arg", {}):
-            key = repr(_colname(nt["arg"]["ColumnRef"], names))
+            key = repr(colname(nt["arg"]["ColumnRef"], names))
             seen.setdefault(key, set()).add(nt.get("nulltesttype", ""))
     return any(v == {"IS_NULL", "IS_NOT_NULL"} for v in seen.values())
 
 
-def _colname(ref: Node, names: frozenset[str]) -> tuple[str, ...]:
-    fields = tuple(f["String"]["sval"] if "String" in f else "*" for f in ref.get("fields", []))
-    if len(fields) == 2 and fields[0] in names:
-        return fields[1:]
-    return fields
-
-
 def _same(a: Node, b: Node, names: frozenset[str], sens: Sensitivity) -> bool:
-    """Structural equality of two expressions, ignoring locations and table qualification."""
-    if a.keys() != b.keys():
-        return False  # different node types: no constant's value can make them equal
+    """Structural equality of two expressions (identity.py), ignoring locations and table
+    qualification. With constants on both sides the answer depends on their values."""
     if contains(a, _CONSTS) and contains(b, _CONSTS):
         sens.hit = True
-    return bool(_strip(a, names) == _strip(b, names))
-
-
-def _strip(node: Any, names: frozenset[str]) -> Any:
-    if isinstance(node, dict):
-        if "ColumnRef" in node and len(node) == 1:
-            return ("col", _colname(node["ColumnRef"], names))
-        return {k: _strip(v, names) for k, v in node.items() if k != "location"}
-    if isinstance(node, list):
-        return [_strip(x, names) for x in node]
-    return node
+    return same(a, b, names, sens)

@@ -43,7 +43,7 @@ def kinds(sql: str) -> list[str]:
         ("DROP EXTENSION e", ["drop_extension"]),
         ("DROP TYPE ty", ["drop_type"]),
         ("DROP DOMAIN d", ["drop_type"]),
-        ("DROP RULE r ON t", ["drop_other"]),
+        ("DROP RULE r ON t", ["drop_rule"]),
         ("DROP TABLESPACE ts", ["drop_other"]),
         ("ALTER TABLE t ADD COLUMN c int", ["alter_table"]),
         ("ALTER TABLE t DROP COLUMN c", ["alter_table_drop_column"]),
@@ -128,6 +128,23 @@ def kinds(sql: str) -> list[str]:
         ("COPY t FROM PROGRAM 'cat /etc/passwd'", ["copy_from_program"]),
         ("COPY t TO PROGRAM 'sh'", ["copy_to_program"]),
         ("CREATE RULE r AS ON INSERT TO t DO INSTEAD NOTHING", ["create_rule"]),
+        ("ALTER EVENT TRIGGER guard DISABLE", ["disable_event_trigger"]),
+        ("ALTER EVENT TRIGGER guard ENABLE REPLICA", ["disable_event_trigger"]),
+        ("ALTER EVENT TRIGGER guard ENABLE ALWAYS", ["alter_other"]),
+        ("ALTER EVENT TRIGGER guard ENABLE", ["alter_other"]),
+        ("ALTER EVENT TRIGGER guard OWNER TO admin", ["alter_other"]),
+        ("ALTER DOMAIN d DROP CONSTRAINT c", ["alter_domain_drop_constraint"]),
+        ("ALTER DOMAIN app.d DROP NOT NULL", ["alter_domain_drop_constraint"]),
+        ("ALTER DOMAIN d DROP DEFAULT", ["alter_domain_drop_default"]),
+        ("ALTER DOMAIN d SET DEFAULT 0", ["alter_other"]),
+        ("ALTER DOMAIN d SET NOT NULL", ["alter_other"]),
+        ("ALTER DOMAIN d ADD CONSTRAINT c CHECK (VALUE > 0)", ["alter_other"]),
+        ("ALTER DOMAIN d VALIDATE CONSTRAINT c", ["alter_other"]),
+        ("ALTER ROLE app BYPASSRLS", ["alter_role", "role_bypass_rls"]),
+        ("ALTER USER app WITH LOGIN BYPASSRLS", ["alter_role", "role_bypass_rls"]),
+        ("CREATE ROLE app LOGIN BYPASSRLS", ["create_role", "role_bypass_rls"]),
+        ("CREATE USER app NOBYPASSRLS", ["create_role"]),
+        ("ALTER ROLE app NOBYPASSRLS", ["alter_role"]),
         ("IMPORT FOREIGN SCHEMA s FROM SERVER srv INTO app", ["other"]),
     ],
 )
@@ -136,7 +153,17 @@ def test_kind(sql: str, expected: list[str]) -> None:
 
 
 def test_every_kind_produced_is_documented() -> None:
-    for sql in ("SELECT 1", "DROP TABLE t", "ALTER TABLE t DROP COLUMN c, DISABLE TRIGGER ALL"):
+    for sql in (
+        "SELECT 1",
+        "DROP TABLE t",
+        "ALTER TABLE t DROP COLUMN c, DISABLE TRIGGER ALL",
+        "DROP RULE r ON t",
+        "ALTER EVENT TRIGGER g DISABLE",
+        "ALTER DOMAIN d DROP NOT NULL",
+        "ALTER DOMAIN d DROP DEFAULT",
+        "ALTER ROLE r BYPASSRLS",
+        "UPDATE pg_trigger SET tgenabled = 'D' WHERE tgname = 'x'",
+    ):
         for s in analyze(sql).statements:
             assert s.kind in KINDS
             assert s.origin in ORIGINS
@@ -236,8 +263,15 @@ def test_empty_text_has_no_statements_and_no_error() -> None:
 
 def test_every_kind_the_extractor_can_produce_is_documented() -> None:
     from pgsentry.analysis import alter, statements
+    from pgsentry.analysis import kinds as K
 
     produced = {
+        K.DROP_RULE,
+        K.DISABLE_EVENT_TRIGGER,
+        K.ALTER_DOMAIN_DROP_CONSTRAINT,
+        K.ALTER_DOMAIN_DROP_DEFAULT,
+        K.ROLE_BYPASS_RLS,
+        K.WRITE_CATALOG,
         *statements.SIMPLE.values(),
         *statements._DROP_KINDS.values(),
         *statements._TRANSACTION_KINDS.values(),
@@ -245,3 +279,24 @@ def test_every_kind_the_extractor_can_produce_is_documented() -> None:
         *alter.PRIORITY,
     }
     assert produced <= set(KINDS)
+
+
+def test_every_kind_is_documented_in_the_readme() -> None:
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    missing = [kind for kind in KINDS if f"`{kind}`" not in readme]
+    assert missing == []
+
+
+def test_domain_and_event_trigger_name_their_objects() -> None:
+    assert analyze("ALTER DOMAIN app.email DROP NOT NULL").statements[0].objects == ("app.email",)
+    assert analyze("ALTER EVENT TRIGGER guard DISABLE").statements[0].objects == ("guard",)
+    bypass = analyze("ALTER ROLE app BYPASSRLS").statements[1]
+    assert (bypass.kind, bypass.origin, bypass.objects) == (
+        "role_bypass_rls",
+        "subcommand",
+        ("app",),
+    )
+    cascade = analyze("ALTER DOMAIN d DROP CONSTRAINT c CASCADE").statements[0]
+    assert cascade.cascade

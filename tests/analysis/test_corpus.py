@@ -31,7 +31,8 @@ DANGEROUS_KINDS = {
     "alter_table_drop_column", "alter_table_drop_constraint", "alter_table_drop_default",
     "create_rule", "alter_system", "alter_table_alter_column_type", "alter_table_disable_rule",
     "alter_table_set_unlogged", "alter_table_disable_rls", "weaken_policy", "copy_from_file",
-    "copy_to_file",
+    "copy_to_file", "drop_rule", "disable_event_trigger", "alter_domain_drop_constraint",
+    "alter_domain_drop_default", "role_bypass_rls", "write_catalog",
 }  # fmt: skip
 
 
