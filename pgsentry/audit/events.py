@@ -43,12 +43,13 @@ statement finishes (CommandComplete, ErrorResponse or its refusal):
     ``rows`` (int or null); ``sqlstate`` (null on success; ``42501`` for a refusal);
     ``decision`` (``"allow"`` | ``"deny"`` | ``"hold"``); ``rule`` (id of the deciding rule, or
     ``"default"``). Present only when they apply: ``statement_name`` and ``portal`` (extended
-    protocol, ``""`` = unnamed), ``would`` (shadow mode: the action that would have been
-    enforced), ``facts`` (list of objects: ``kind``, ``relations``, ``where``, ``origin``,
-    ``cascade``, ``dynamic_sql``, ``functions``), ``hold_id`` (the statement ran after approval).
+    protocol, ``""`` = unnamed), ``would`` and ``would_rule`` (shadow mode: the action that
+    would have been enforced, and the rule that would have decided), ``facts`` (list of
+    objects: ``kind``, ``relations``, ``where``, ``origin``, ``cascade``, ``dynamic_sql``,
+    ``functions``), ``hold_id`` (the statement ran after approval).
 ``statement`` with ``phase: "parse"``, one per Parse message when it is decided:
     ``session_id``, ``protocol: "extended"``, ``statement_name``, ``text``, ``decision``,
-    ``would``, ``rule``, ``facts``. (No timing: nothing has run yet.)
+    ``would``, ``would_rule``, ``rule``, ``facts``. (No timing: nothing has run yet.)
 
 Proxy-wide events (pgsentry.app / pgsentry.proxy)
 -------------------------------------------------
