@@ -73,6 +73,11 @@ All carry ``hold_id`` and ``session_id``.
     ``approver``, ``reason``, ``approvals`` (so far), ``approvals_required``.
 ``hold_released`` / ``hold_denial`` / ``hold_expired`` / ``hold_cancelled`` / ``hold_abandoned``
     The hold's outcome: ``rule``, ``approvers`` (list), ``reason``, ``waited_seconds``.
+``hold_approval_refused`` (pgsentry.admin: an approve / deny request the API refused)
+    ``hold_id`` (null when no such hold), ``session_id`` (null likewise), ``requested_id``
+    (the id asked for, at most 128 characters), ``action`` (``"approve"`` | ``"deny"``),
+    ``status`` (HTTP status: 400, 401, 403, 404, 409), ``reason`` (the error answered),
+    ``approver`` (null unless the bearer token was valid), ``client_addr``. Never the token.
 ``hold_executed``
     The released statement ran: ``command_tag``, ``sqlstate``, ``outcome`` (``"ok"`` | ``"error"``).
 """
@@ -97,6 +102,7 @@ HOLD_EXECUTED: Final = "hold_executed"
 HOLD_EXPIRED: Final = "hold_expired"
 HOLD_CANCELLED: Final = "hold_cancelled"
 HOLD_ABANDONED: Final = "hold_abandoned"
+HOLD_APPROVAL_REFUSED: Final = "hold_approval_refused"
 
 #: The two keys every record starts with; emitters' fields cannot replace them.
 RESERVED_FIELDS: Final = frozenset({"ts", "event"})
@@ -121,5 +127,6 @@ ALL_EVENTS: Final = frozenset(
         HOLD_EXPIRED,
         HOLD_CANCELLED,
         HOLD_ABANDONED,
+        HOLD_APPROVAL_REFUSED,
     }
 )
