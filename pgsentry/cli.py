@@ -13,8 +13,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
 RUN_FLAGS: list[tuple[str, str]] = [
     ("--listen", "HOST:PORT to accept clients on (default 127.0.0.1:6432)"),
     ("--upstream", "postgresql://HOST:PORT of the database (default 127.0.0.1:5432)"),
@@ -79,7 +77,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _run(args: argparse.Namespace) -> int:
     from pgsentry.app import run
-    from pgsentry.config import Settings, describe_error
+    from pgsentry.config import load_settings
 
     overrides: dict[str, Any] = {}
     for key, value in vars(args).items():
@@ -87,9 +85,9 @@ def _run(args: argparse.Namespace) -> int:
             continue
         overrides["webhook_urls" if key == "webhook_url" else key] = value
     try:
-        settings = Settings(**overrides)
-    except ValidationError as exc:
-        print(f"pgsentry: {describe_error(exc)}", file=sys.stderr)
+        settings = load_settings(**overrides)
+    except ValueError as exc:
+        print(f"pgsentry: {exc}", file=sys.stderr)
         return 2
     return run(settings)
 
