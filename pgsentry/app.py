@@ -20,6 +20,7 @@ from pgsentry.audit import open_audit_log
 from pgsentry.config import Settings
 from pgsentry.holds import ApproversFileError, ApproverStore, HoldRegistry
 from pgsentry.policy import Policy, PolicyError, load_policy
+from pgsentry.policy.commands import holds_need_approvers
 from pgsentry.policy.watch import PolicyWatcher
 from pgsentry.proxy.server import Proxy
 from pgsentry.proxy.tls import certificate_der, server_context, upstream_context
@@ -111,7 +112,14 @@ async def serve(settings: Settings) -> int:
         approve_hint=hint,
     )
 
+    def warn_holds(p: Policy) -> None:
+        if p.hold_rule_ids and (approvers is None or settings.admin_address is None):
+            log.warning("no approval channel: %s", holds_need_approvers(p.hold_rule_ids))
+
+    warn_holds(policy)
+
     def on_reload(new: Policy) -> None:
+        warn_holds(new)
         holder.policy = new
         proxy.policy_changed()
         metrics.POLICY_RELOADS.labels("success").inc()

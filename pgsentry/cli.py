@@ -1,19 +1,19 @@
 """The `pgsentry` command: run, check, explain, holds, approvers.
 
 Owns argument parsing and dispatch only. Settings for `run` come from PGSENTRY_*
-environment variables; a flag given on the command line overrides its variable.
+environment variables; a flag given on the command line overrides its variable. A bad
+argument is one line on stderr and exit code 2; a closed stdout (`| head`) ends quietly.
 """
 
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 import sys
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-
-from pydantic import ValidationError
 
 RUN_FLAGS: list[tuple[str, str]] = [
     ("--listen", "HOST:PORT to accept clients on (default 127.0.0.1:6432)"),
@@ -59,7 +59,9 @@ def _parser() -> argparse.ArgumentParser:
     ex.add_argument("--application-name", default="")
     ex.add_argument("--client-addr", default=None)
     ex.add_argument("--in-transaction", action="store_true")
-    ex.add_argument("--at", default=None, help="ISO 8601 time to evaluate at (default now)")
+    ex.add_argument(
+        "--at", default=None, help="ISO 8601 time with an offset to evaluate at (default now)"
+    )
 
     holds = sub.add_parser("holds", help="list, show, approve or deny held statements")
     holds.add_argument("action", choices=["list", "show", "approve", "deny"])
@@ -79,7 +81,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _run(args: argparse.Namespace) -> int:
     from pgsentry.app import run
-    from pgsentry.config import Settings, describe_error
+    from pgsentry.config import load_settings
 
     overrides: dict[str, Any] = {}
     for key, value in vars(args).items():
@@ -87,14 +89,46 @@ def _run(args: argparse.Namespace) -> int:
             continue
         overrides["webhook_urls" if key == "webhook_url" else key] = value
     try:
-        settings = Settings(**overrides)
-    except ValidationError as exc:
-        print(f"pgsentry: {describe_error(exc)}", file=sys.stderr)
+        settings = load_settings(**overrides)
+    except ValueError as exc:
+        print(f"pgsentry: {exc}", file=sys.stderr)
         return 2
     return run(settings)
 
 
+def _explain_at(value: str | None) -> datetime | None:
+    """`--at`: an ISO 8601 time with an offset (like a policy test case's `at`)."""
+    if value is None:
+        return None
+    try:
+        at = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"--at: not an ISO 8601 time: {value!r}") from None
+    if at.tzinfo is None:
+        raise ValueError(f"--at: give a time zone offset, e.g. {value}+02:00 or {value}Z")
+    return at
+
+
+def _explain_client_addr(value: str | None) -> str | None:
+    if value is not None:
+        try:
+            ipaddress.ip_address(value)
+        except ValueError:
+            raise ValueError(f"--client-addr: not an IP address: {value!r}") from None
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
+    try:
+        code = _main(argv)
+        sys.stdout.flush()
+    except BrokenPipeError:  # the reader went away (`| head`): no traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    return code
+
+
+def _main(argv: list[str] | None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "run":
         return _run(args)
@@ -105,14 +139,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "explain":
         from pgsentry.policy.commands import explain_command
 
-        at = datetime.fromisoformat(args.at) if args.at else None
+        try:
+            at = _explain_at(args.at)
+            client_addr = _explain_client_addr(args.client_addr)
+        except ValueError as exc:
+            print(f"pgsentry explain: {exc}", file=sys.stderr)
+            return 2
         return explain_command(
             args.policies,
             args.sql,
             user=args.user,
             database=args.database,
             application_name=args.application_name,
-            client_addr=args.client_addr,
+            client_addr=client_addr,
             in_transaction=args.in_transaction,
             at=at,
             out=sys.stdout,

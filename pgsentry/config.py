@@ -6,14 +6,18 @@ validation failure into one clear line naming the setting. Holds no business log
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 SslMode = Literal["disable", "prefer", "require", "verify-ca", "verify-full"]
+MIN_POLICY_WATCH_SECONDS = 0.1  # a shorter interval only burns CPU re-reading the files
+# The flag of a setting whose name is not "--" + the setting's name with dashes.
+_FLAGS = {"webhook_urls": "--webhook-url"}
 
 
 def parse_hostport(value: str, *, default_port: int | None = None) -> tuple[str, int]:
@@ -51,7 +55,7 @@ def parse_upstream(value: str) -> tuple[str, int]:
 class Settings(BaseSettings):
     """Every setting of `pgsentry run` (see the README's settings table)."""
 
-    model_config = SettingsConfigDict(env_prefix="PGSENTRY_", extra="forbid")
+    model_config = SettingsConfigDict(env_prefix="PGSENTRY_", extra="forbid", allow_inf_nan=False)
 
     listen: str = "127.0.0.1:6432"
     upstream: str = "postgresql://127.0.0.1:5432"
@@ -67,7 +71,8 @@ class Settings(BaseSettings):
     shutdown_grace_seconds: float = Field(30.0, ge=0)
     policy_watch_seconds: float = Field(1.0, ge=0)  # 0: reload on SIGHUP only
     approvers_file: Path | None = None
-    webhook_urls: list[str] = Field(default_factory=list)
+    # NoDecode: the variable's JSON is read by `_urls`, so a bad one is a ValidationError
+    webhook_urls: Annotated[list[str], NoDecode] = Field(default_factory=list)
     webhook_secret: str | None = None
     webhook_format: Literal["json", "slack"] = "json"
     public_url: str | None = None
@@ -90,6 +95,27 @@ class Settings(BaseSettings):
     @classmethod
     def _upstream(cls, v: str) -> str:
         parse_upstream(v)
+        return v
+
+    @field_validator("policies", mode="before")
+    @classmethod
+    def _policies_given(cls, v: object) -> object:
+        if isinstance(v, str) and not v.strip():
+            raise ValueError("must name a policy file or directory, not be empty")
+        return v
+
+    @field_validator("policy_watch_seconds")
+    @classmethod
+    def _watch(cls, v: float) -> float:
+        if 0 < v < MIN_POLICY_WATCH_SECONDS:
+            raise ValueError(f"must be 0 (SIGHUP only) or at least {MIN_POLICY_WATCH_SECONDS}")
+        return v
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, v: str | None) -> str | None:
+        if v is not None:
+            _check_http_url(v, "public url")
         return v
 
     @field_validator("policies")
@@ -115,13 +141,23 @@ class Settings(BaseSettings):
             decode_secret(v)
         return v
 
+    @field_validator("webhook_urls", mode="before")
+    @classmethod
+    def _urls_json(cls, v: object) -> object:
+        if not isinstance(v, str):
+            return v
+        try:
+            return json.loads(v)
+        except ValueError:
+            raise ValueError(
+                f'must be a JSON list such as ["https://host/hook"], got {v!r}'
+            ) from None
+
     @field_validator("webhook_urls")
     @classmethod
     def _urls(cls, v: list[str]) -> list[str]:
         for url in v:
-            parts = urlsplit(url)
-            if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise ValueError(f"webhook url must be http(s)://host/..., got {url!r}")
+            _check_http_url(url, "webhook url")
         return v
 
     @model_validator(mode="after")
@@ -149,6 +185,24 @@ class Settings(BaseSettings):
         return parse_upstream(self.upstream)
 
 
+def _check_http_url(url: str, what: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{what} must be http(s)://host[:port]/..., got {url!r}")
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment and `overrides` (the flags given).
+
+    Raises ValueError with one line naming the setting when any value is bad."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise ValueError(describe_error(exc)) from None
+    except SettingsError as exc:  # a variable pydantic-settings could not even decode
+        raise ValueError(f"invalid environment: {exc}") from None
+
+
 def describe_error(exc: ValidationError) -> str:
     """One line naming the setting (flag and environment variable) and the problem."""
     err = exc.errors()[0]
@@ -157,5 +211,5 @@ def describe_error(exc: ValidationError) -> str:
     if not loc:
         return f"invalid configuration: {msg}"
     name = loc[0]
-    flag = "--" + name.replace("_", "-")
+    flag = _FLAGS.get(name, "--" + name.replace("_", "-"))
     return f"invalid setting {flag} (PGSENTRY_{name.upper()}): {msg}"

@@ -16,6 +16,8 @@ The /v1 routes need `Authorization: Bearer <approver token>` and answer 200 with
 hold's state, 400 bad body, 401 missing or wrong credential, 403 approver not allowed
 (includes self-approval), 404 unknown hold, 409 hold not waiting / already approved by
 this approver / statement hash mismatch. Errors are `{"error": "...", "hold": {...}?}`.
+Every refused approve / deny is audited (`hold_approval_refused`, via the registry), never
+with the token.
 """
 
 from __future__ import annotations
@@ -91,17 +93,30 @@ async def show_hold(request: web.Request) -> web.Response:
 
 def _decide(action: Literal["approve", "deny"]) -> _Handler:
     async def handler(request: web.Request) -> web.Response:
-        response = await _decide_once(request, action)
-        metrics.HOLD_API_REQUESTS.labels(action, str(response.status)).inc()
-        return response
+        approver = _approver(request)
+        verdict = await _decide_once(request, action, approver)
+        metrics.HOLD_API_REQUESTS.labels(action, str(verdict.status)).inc()
+        if verdict.ok:
+            assert verdict.hold is not None
+            return web.json_response(verdict.hold.to_json())
+        request.app[REGISTRY_KEY].record_refusal(
+            request.match_info["hold_id"],
+            action=action,
+            status=verdict.status,
+            reason=verdict.error,
+            approver=approver.name if approver is not None else None,
+            client_addr=request.remote,
+        )
+        return _error(verdict.status, verdict.error, verdict)
 
     return handler
 
 
-async def _decide_once(request: web.Request, action: Literal["approve", "deny"]) -> web.Response:
-    approver = _approver(request)
+async def _decide_once(
+    request: web.Request, action: Literal["approve", "deny"], approver: Approver | None
+) -> Verdict:
     if approver is None:
-        return _error(401, "missing or invalid bearer token")
+        return Verdict(401, "missing or invalid bearer token")
     reason, sha256 = "", None
     if request.can_read_body:
         raw = await request.read()
@@ -109,23 +124,18 @@ async def _decide_once(request: web.Request, action: Literal["approve", "deny"])
             try:
                 body = json.loads(raw)
             except ValueError:
-                return _error(400, "body must be JSON")
+                return Verdict(400, "body must be JSON")
             if not isinstance(body, dict):
-                return _error(400, "body must be a JSON object")
+                return Verdict(400, "body must be a JSON object")
             reason_v, sha_v = body.get("reason", ""), body.get("statement_sha256")
             if not isinstance(reason_v, str) or len(reason_v) > MAX_REASON:
-                return _error(400, f"reason must be a string of at most {MAX_REASON} chars")
+                return Verdict(400, f"reason must be a string of at most {MAX_REASON} chars")
             if sha_v is not None and not isinstance(sha_v, str):
-                return _error(400, "statement_sha256 must be a string")
+                return Verdict(400, "statement_sha256 must be a string")
             reason, sha256 = reason_v, sha_v
     registry = request.app[REGISTRY_KEY]
-    hold_id = request.match_info["hold_id"]
     decide = registry.approve if action == "approve" else registry.deny
-    verdict = decide(hold_id, approver, reason, statement_sha256=sha256)
-    if not verdict.ok:
-        return _error(verdict.status, verdict.error, verdict)
-    assert verdict.hold is not None
-    return web.json_response(verdict.hold.to_json())
+    return decide(request.match_info["hold_id"], approver, reason, statement_sha256=sha256)
 
 
 def create_admin_app(

@@ -4,19 +4,25 @@ Owns the command logic (HTTP calls through aiohttp, output formatting, exit code
 lead's cli.py parses arguments and calls `holds_command`. Must not reach into the
 registry directly: it talks to a running pgsentry only over HTTP, like any approver.
 
-Exit codes: 0 success, 1 the server refused (the HTTP status and error are printed), 2
-usage error, 3 could not reach the server.
+Exit codes: 0 success, 1 the server refused or answered something that is not the holds
+API (the HTTP status and error are printed), 2 usage error (a hold id that cannot be one,
+a --url without http(s)://), 3 could not reach the server. Errors go to stderr; hold ids
+are URL-encoded, so an id can never reach another admin path.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
+import sys
 from typing import Any, TextIO
+from urllib.parse import quote, urlsplit
 
 import aiohttp
 
 ACTIONS = ("list", "show", "approve", "deny")
+_HOLD_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")  # what HoldRegistry makes: h_ + token_urlsafe
 
 
 def _one_line(text: str, width: int = 60) -> str:
@@ -60,37 +66,57 @@ def _print_list(holds: list[dict[str, Any]], out: TextIO) -> None:
         )
 
 
+class UnexpectedAnswer(Exception):
+    """The server's answer is not what the holds API sends (wrong --url, another service)."""
+
+
+def _error_of(data: object, text: str) -> str:
+    if isinstance(data, dict) and isinstance(data.get("error"), str):
+        return str(data["error"])
+    return _one_line(text, 200) or "(empty answer)"
+
+
 async def _run(
-    action: str, hold_id: str | None, reason: str | None, url: str, token: str, out: TextIO
+    action: str,
+    hold_id: str | None,
+    reason: str | None,
+    url: str,
+    token: str,
+    out: TextIO,
+    err: TextIO,
 ) -> int:
     base = url.rstrip("/")
+    path = f"{base}/v1/holds"
+    if hold_id is not None:
+        path += "/" + quote(hold_id, safe="")  # never a path of its own (../../metrics)
     headers = {"Authorization": f"Bearer {token}"}
     timeout = aiohttp.ClientTimeout(total=30)
     async with aiohttp.ClientSession(headers=headers, timeout=timeout) as session:
-        if action == "list":
-            request = session.get(f"{base}/v1/holds")
-        elif action == "show":
-            request = session.get(f"{base}/v1/holds/{hold_id}")
+        if action in ("list", "show"):
+            request = session.get(path)
         else:
-            body = {"reason": reason or ""}
-            request = session.post(f"{base}/v1/holds/{hold_id}/{action}", json=body)
+            request = session.post(f"{path}/{action}", json={"reason": reason or ""})
         async with request as resp:
             text = await resp.text()
             try:
                 data = json.loads(text)
             except ValueError:
-                data = {"error": text.strip()}
+                data = None
             if resp.status != 200:
-                out.write(f"error: HTTP {resp.status}: {data.get('error', text.strip())}\n")
-                if isinstance(data.get("hold"), dict):
-                    out.write(f"hold {data['hold']['id']} is {data['hold']['state']}\n")
+                err.write(f"error: HTTP {resp.status}: {_error_of(data, text)}\n")
+                hold = data.get("hold") if isinstance(data, dict) else None
+                if isinstance(hold, dict) and {"id", "state"} <= hold.keys():
+                    err.write(f"hold {hold['id']} is {hold['state']}\n")
                 return 1
-    if action == "list":
-        _print_list(data["holds"], out)
-    else:
-        if action in ("approve", "deny"):
-            out.write(f"{action} recorded; hold is now {data['state']}\n")
-        _print_hold(data, out)
+    try:
+        if action == "list":
+            _print_list(data["holds"], out)
+        else:
+            if action in ("approve", "deny"):
+                out.write(f"{action} recorded; hold is now {data['state']}\n")
+            _print_hold(data, out)
+    except (KeyError, TypeError, IndexError, AttributeError) as exc:
+        raise UnexpectedAnswer(_one_line(text, 80)) from exc
     return 0
 
 
@@ -102,19 +128,34 @@ def holds_command(
     url: str,
     token: str,
     out: TextIO,
+    err: TextIO | None = None,
 ) -> int:
-    """Run one holds subcommand against the admin API at `url` (e.g. http://127.0.0.1:9187)."""
+    """Run one holds subcommand against the admin API at `url` (e.g. http://127.0.0.1:9187).
+    Results go to `out`, errors to `err` (default stderr)."""
+    err = err if err is not None else sys.stderr
     if action not in ACTIONS:
-        out.write(f"unknown action {action!r}; expected one of {', '.join(ACTIONS)}\n")
+        err.write(f"unknown action {action!r}; expected one of {', '.join(ACTIONS)}\n")
         return 2
     if action != "list" and not hold_id:
-        out.write(f"'holds {action}' needs a hold id\n")
+        err.write(f"'holds {action}' needs a hold id\n")
+        return 2
+    if action == "list":
+        hold_id = None
+    elif hold_id is not None and not _HOLD_ID.fullmatch(hold_id):
+        err.write(f"not a hold id: {hold_id!r} (hold ids look like h_Jx3...)\n")
+        return 2
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        err.write(f"--url must be http(s)://HOST:PORT (e.g. http://{url}), got {url!r}\n")
         return 2
     if not token:
-        out.write("an approver token is needed (--token or PGSENTRY_TOKEN)\n")
+        err.write("an approver token is needed (--token or PGSENTRY_TOKEN)\n")
         return 2
     try:
-        return asyncio.run(_run(action, hold_id, reason, url, token, out))
+        return asyncio.run(_run(action, hold_id, reason, url, token, out, err))
+    except UnexpectedAnswer as exc:
+        err.write(f"unexpected answer from {url} (is it pgsentry's admin listener?): {exc}\n")
+        return 1
     except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-        out.write(f"cannot reach pgsentry admin API at {url}: {exc}\n")
+        err.write(f"cannot reach pgsentry admin API at {url}: {exc}\n")
         return 3

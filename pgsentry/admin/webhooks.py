@@ -6,11 +6,14 @@ exponential backoff. Must not block or fail the hold: `notify()` only schedules 
 a receiver that is down costs retries, an audit record and a metric, never the hold.
 Must not import `pgsentry.proxy`; must not write a webhook URL or secret to the audit log
 (a Slack URL is itself a credential): records name the target by `WebhookTarget.name`.
+Every value put into Slack `mrkdwn` is escaped (`&`, `<`, `>`), so a client's
+application_name or statement cannot add links or mentions such as `<!channel>`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import html
 import json
 import logging
 import random
@@ -77,22 +80,39 @@ def json_payload(hold: Hold, public_base_url: str | None) -> dict[str, object]:
     return {"type": EVENT_TYPE, "timestamp": _now_iso(), "data": data}
 
 
-def slack_payload(hold: Hold, public_base_url: str | None) -> dict[str, object]:
-    """A Slack incoming-webhook message ({text, blocks}) describing the hold."""
-    p = hold.principal
-    who = f"{p.user}@{p.database}" + (f" ({p.application_name})" if p.application_name else "")
-    stmt = hold.statement
+def slack_escape(text: str) -> str:
+    """Slack's control characters as entities (`&amp;`, `&lt;`, `&gt;`): shown as typed,
+    never read as a link, a mention or `<!channel>`."""
+    return html.escape(text, quote=False)
+
+
+def _slack_statement(statement: str) -> str:
+    """The statement for a code block: escaped, at most `_SLACK_TEXT_LIMIT` characters
+    (no entity cut in half), no fence of its own."""
+    stmt = slack_escape(statement.replace("```", "` ` `"))
     if len(stmt) > _SLACK_TEXT_LIMIT:
-        stmt = stmt[:_SLACK_TEXT_LIMIT] + "\n… (truncated)"
-    stmt = stmt.replace("```", "` ` `")
+        cut = stmt[:_SLACK_TEXT_LIMIT]
+        head, amp, entity = cut.rpartition("&")
+        if amp and ";" not in entity:
+            cut = head
+        stmt = cut + "\n… (truncated)"
+    return stmt
+
+
+def slack_payload(hold: Hold, public_base_url: str | None) -> dict[str, object]:
+    """A Slack incoming-webhook message ({text, blocks}) describing the hold. Every value
+    in the message text is escaped with `slack_escape`."""
+    e = slack_escape
+    p = hold.principal
+    who = e(f"{p.user}@{p.database}" + (f" ({p.application_name})" if p.application_name else ""))
+    hold_id, rule = e(hold.id), e(hold.rule)
     urls = hold_urls(hold, public_base_url)
-    how = (
-        f"`pgsentry holds approve {hold.id}` or POST {urls['approve_url']}"
-        if urls["approve_url"]
-        else f"`pgsentry holds approve {hold.id}`"
-    )
-    expires = str(hold.to_json()["expires_at"])
-    text = f"pgsentry held a statement from {who} (rule {hold.rule}); hold {hold.id}"
+    how = f"`pgsentry holds approve {hold_id}`"
+    if urls["approve_url"]:
+        how += f" or POST {e(urls['approve_url'])}"
+    expires = e(str(hold.to_json()["expires_at"]))
+    source = e(p.client_addr or "local socket")
+    text = f"pgsentry held a statement from {who} (rule {rule}); hold {hold_id}"
     return {
         "text": text,
         "blocks": [
@@ -100,17 +120,19 @@ def slack_payload(hold: Hold, public_base_url: str | None) -> dict[str, object]:
                 "type": "section",
                 "text": {
                     "type": "mrkdwn",
-                    "text": f"*Statement held* by rule `{hold.rule}` for *{who}* "
-                    f"from {p.client_addr or 'local socket'}",
+                    "text": f"*Statement held* by rule `{rule}` for *{who}* from {source}",
                 },
             },
-            {"type": "section", "text": {"type": "mrkdwn", "text": f"```{stmt}```"}},
+            {
+                "type": "section",
+                "text": {"type": "mrkdwn", "text": f"```{_slack_statement(hold.statement)}```"},
+            },
             {
                 "type": "context",
                 "elements": [
                     {
                         "type": "mrkdwn",
-                        "text": f"hold `{hold.id}` · {hold.spec.approvals} approval(s) needed"
+                        "text": f"hold `{hold_id}` · {hold.spec.approvals} approval(s) needed"
                         f" · expires {expires} · approve: {how}",
                     }
                 ],

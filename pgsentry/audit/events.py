@@ -43,12 +43,13 @@ statement finishes (CommandComplete, ErrorResponse or its refusal):
     ``rows`` (int or null); ``sqlstate`` (null on success; ``42501`` for a refusal);
     ``decision`` (``"allow"`` | ``"deny"`` | ``"hold"``); ``rule`` (id of the deciding rule, or
     ``"default"``). Present only when they apply: ``statement_name`` and ``portal`` (extended
-    protocol, ``""`` = unnamed), ``would`` (shadow mode: the action that would have been
-    enforced), ``facts`` (list of objects: ``kind``, ``relations``, ``where``, ``origin``,
-    ``cascade``, ``dynamic_sql``, ``functions``), ``hold_id`` (the statement ran after approval).
+    protocol, ``""`` = unnamed), ``would`` and ``would_rule`` (shadow mode: the action that
+    would have been enforced, and the rule that would have decided), ``facts`` (list of
+    objects: ``kind``, ``relations``, ``where``, ``origin``, ``cascade``, ``dynamic_sql``,
+    ``functions``), ``hold_id`` (the statement ran after approval).
 ``statement`` with ``phase: "parse"``, one per Parse message when it is decided:
     ``session_id``, ``protocol: "extended"``, ``statement_name``, ``text``, ``decision``,
-    ``would``, ``rule``, ``facts``. (No timing: nothing has run yet.)
+    ``would``, ``would_rule``, ``rule``, ``facts``. (No timing: nothing has run yet.)
 
 Proxy-wide events (pgsentry.app / pgsentry.proxy)
 -------------------------------------------------
@@ -72,6 +73,11 @@ All carry ``hold_id`` and ``session_id``.
     ``approver``, ``reason``, ``approvals`` (so far), ``approvals_required``.
 ``hold_released`` / ``hold_denial`` / ``hold_expired`` / ``hold_cancelled`` / ``hold_abandoned``
     The hold's outcome: ``rule``, ``approvers`` (list), ``reason``, ``waited_seconds``.
+``hold_approval_refused`` (pgsentry.admin: an approve / deny request the API refused)
+    ``hold_id`` (null when no such hold), ``session_id`` (null likewise), ``requested_id``
+    (the id asked for, at most 128 characters), ``action`` (``"approve"`` | ``"deny"``),
+    ``status`` (HTTP status: 400, 401, 403, 404, 409), ``reason`` (the error answered),
+    ``approver`` (null unless the bearer token was valid), ``client_addr``. Never the token.
 ``hold_executed``
     The released statement ran: ``command_tag``, ``sqlstate``, ``outcome`` (``"ok"`` | ``"error"``).
 """
@@ -96,6 +102,7 @@ HOLD_EXECUTED: Final = "hold_executed"
 HOLD_EXPIRED: Final = "hold_expired"
 HOLD_CANCELLED: Final = "hold_cancelled"
 HOLD_ABANDONED: Final = "hold_abandoned"
+HOLD_APPROVAL_REFUSED: Final = "hold_approval_refused"
 
 #: The two keys every record starts with; emitters' fields cannot replace them.
 RESERVED_FIELDS: Final = frozenset({"ts", "event"})
@@ -120,5 +127,6 @@ ALL_EVENTS: Final = frozenset(
         HOLD_EXPIRED,
         HOLD_CANCELLED,
         HOLD_ABANDONED,
+        HOLD_APPROVAL_REFUSED,
     }
 )

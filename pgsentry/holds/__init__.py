@@ -14,6 +14,10 @@ Audit events emitted here (all carry `hold_id` and `session_id`):
 - `hold_notified` / `hold_notify_failed` (by the webhook notifier): `url`, `attempt`,
   `status` (HTTP status or null), `error`, `webhook_id`.
 
+- `hold_approval_refused` (`record_refusal`, called by the admin API for every refused
+  approve / deny; `hold_id` / `session_id` null for an unknown hold): `requested_id`,
+  `action`, `status`, `reason`, `approver`, `client_addr`. Never the token.
+
 The proxy emits `hold_executed` itself after an approved batch ran.
 """
 

@@ -30,6 +30,7 @@ from pgsentry.holds.approvers import Approver, ApproverStore
 from pgsentry.holds.model import (
     EV_ABANDONED,
     EV_APPROVAL,
+    EV_APPROVAL_REFUSED,
     EV_CANCELLED,
     EV_DENIAL,
     EV_EXPIRED,
@@ -220,6 +221,31 @@ class HoldRegistry:
         assert hold is not None and who is not None
         self._finish(hold.id, HoldState.DENIED, (who.name,), reason)
         return Verdict(200, "", hold)
+
+    def record_refusal(
+        self,
+        hold_id: str,
+        *,
+        action: str,
+        status: int,
+        reason: str,
+        approver: str | None,
+        client_addr: str | None,
+    ) -> None:
+        """Audit an approve / deny request that was refused (bad or missing token, approver
+        not allowed, replay, unknown hold...). The caller never passes the token."""
+        hold = self.get(hold_id)
+        self._audit.emit(
+            EV_APPROVAL_REFUSED,
+            hold_id=hold.id if hold is not None else None,
+            session_id=hold.session_id if hold is not None else None,
+            requested_id=hold_id[:128],
+            action=action,
+            status=status,
+            reason=reason,
+            approver=approver,
+            client_addr=client_addr,
+        )
 
     def _check(
         self, hold_id: str, approver: Approver | str, sha256: str | None

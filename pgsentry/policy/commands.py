@@ -99,9 +99,20 @@ def check_command(paths: list[Path], out: TextIO) -> int:
             f"rule(s), {passed} test(s) passed, {failed} failed",
             file=out,
         )
+        if policy.hold_rule_ids:
+            print(f"note {path}: {holds_need_approvers(policy.hold_rule_ids)}", file=out)
         if failed and status == 0:
             status = 1
     return status
+
+
+def holds_need_approvers(rule_ids: tuple[str, ...]) -> str:
+    """What `pgsentry check` notes and `pgsentry run` warns about a policy with hold rules."""
+    return (
+        f"hold rule(s) {', '.join(rule_ids)}: held statements are released only through "
+        "the admin listener by approvers from --approvers-file (PGSENTRY_APPROVERS_FILE); "
+        "without both, every statement these rules hold is denied"
+    )
 
 
 def _facts_lines(i: int, n: int, f: StatementFacts) -> list[str]:

@@ -111,6 +111,9 @@ class Policy:
             "the FunctionCall protocol message is allowed only for functions a rule allows",
         )
         self.rule_ids = frozenset(r.id for r in self.rules)
+        # enforced rules (and the default) that hold: they need approvers to be released
+        enforced = () if shadow else (*(r for r in self.rules if not r.shadow), default)
+        self.hold_rule_ids = tuple(r.id for r in enforced if r.action is Action.HOLD)
         # per kind, only the rules that can match it (an unknown kind gets every rule)
         self._by_kind = {
             k: tuple(r for r in self.rules if r.kinds is None or k in r.kinds) for k in KINDS

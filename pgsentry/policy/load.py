@@ -1,6 +1,7 @@
 """Loading policy files: YAML -> validated models -> a compiled `Policy`.
 
-Owns file discovery and order (a file, or a directory's *.yaml / *.yml sorted by name),
+Owns file discovery and order (a file, or a directory's *.yaml / *.yml sorted by name;
+hidden files and editor backups such as `.00-x.yaml`, `.#x.yaml`, `x.yaml~` are skipped),
 YAML parsing with line numbers, mapping validation errors to ONE line naming file, line
 and field (`PolicyError`), merging several files into one policy, and compiling rules.
 Must not evaluate statements.
@@ -71,13 +72,21 @@ def field_name(loc: Loc) -> str:
     return out
 
 
+# Not policy files even though they may end in .yaml: hidden files (dotfiles, Emacs' `.#x`
+# lock files, vim's `.x.swp`) and backups (`x.yaml~`, which has no .yaml suffix anyway).
+_SKIPPED = (".*", "*~", "*.swp")
+
+
+def _is_policy_file(p: Path) -> bool:
+    if any(fnmatchcase(p.name, pattern) for pattern in _SKIPPED):
+        return False
+    return p.suffix in (".yaml", ".yml") and p.is_file()
+
+
 def policy_files(path: Path) -> list[Path]:
     """The files a policy path stands for, in evaluation order."""
     if path.is_dir():
-        files = sorted(
-            (p for p in path.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file()),
-            key=lambda p: p.name,
-        )
+        files = sorted((p for p in path.iterdir() if _is_policy_file(p)), key=lambda p: p.name)
         if not files:
             raise PolicyError(path, None, None, "no *.yaml or *.yml policy files in directory")
         return files

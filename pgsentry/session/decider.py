@@ -84,8 +84,11 @@ def decision_labels(verdict: Verdict) -> tuple[str, str]:
     labels = verdict.labels
     if labels is None:
         d = verdict.decision
-        label = d.action.value if d.would is None else f"shadow_{d.would.value}"
-        labels = verdict.labels = (label, d.rule or NO_RULE)
+        if d.would is None:
+            labels = (d.action.value, d.rule or NO_RULE)
+        else:  # shadow: the rule that would have decided, not the one enforced
+            labels = (f"shadow_{d.would.value}", d.would_rule or d.rule or NO_RULE)
+        verdict.labels = labels
     return labels
 
 
@@ -98,7 +101,8 @@ def verdict_facts(verdict: Verdict) -> list[dict[str, Any]] | None:
 
 def audit_tail(verdict: Verdict) -> tuple[bytes, bytes, bytes]:
     """The verdict's "statement" audit members for `encode.statement_line`, built once:
-    (all of them, ``,"decision":..,"rule":..``, ``[,"would":..][,"facts":[..]]``). An Execute
+    (all of them, ``,"decision":..,"rule":..``,
+    ``[,"would":..,"would_rule":..][,"facts":[..]]``). An Execute
     record puts its statement and portal names between the last two."""
     tail = verdict.audit_tail
     if tail is None:
@@ -107,6 +111,7 @@ def audit_tail(verdict: Verdict) -> tuple[bytes, bytes, bytes]:
         rest: dict[str, object] = {}
         if d.would is not None:
             rest["would"] = d.would.value
+            rest["would_rule"] = d.would_rule
         facts = verdict.facts  # summarised here without keeping it: the tail has it
         if facts is None and verdict.analysis is not None:
             facts = facts_summary(verdict.analysis)

@@ -110,7 +110,7 @@ class PyRecord:
 
     def _extra_members(self, tails: tuple[bytes, bytes, bytes]) -> bytes:
         """The members after ``sqlstate`` in the documented order: decision, rule,
-        statement_name, portal, would, facts, hold_id."""
+        statement_name, portal, would, would_rule, facts, hold_id."""
         out = tails[1] + _names_member(self.statement_name, self.portal) + tails[2]
         if self.hold_id is not None:
             out += _hold_member(self.hold_id)

@@ -604,6 +604,7 @@ class Session:
             text=sql,
             decision=d.action.value,
             would=d.would.value if d.would else None,
+            would_rule=d.would_rule,
             rule=d.rule,
             facts=verdict_facts(verdict),
         )

@@ -7,7 +7,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from admin_support import Admin, hold_on
+from admin_support import Admin, Recorder, hold_on
 
 from pgsentry import metrics
 from pgsentry.admin import bound_port, create_admin_app, start_admin
@@ -214,3 +214,35 @@ async def test_thousand_holds_approved_concurrently(admin: Admin) -> None:
     results = await asyncio.wait_for(asyncio.gather(*waiters), 30)
     assert all(r.outcome is HoldState.APPROVED and r.approvers == ("bob",) for r in results)
     assert admin.registry.waiting() == []
+
+
+async def test_refused_approvals_are_audited_without_the_token(
+    admin: Admin, audit: Recorder
+) -> None:
+    hold = hold_on(admin.registry, HoldSpec(approvals=2))
+    forged = admin.tokens["alice"][:-2] + "xx"
+    path = f"/v1/holds/{hold.id}"
+    attempts: list[tuple[str, str, str | None, dict[str, Any]]] = [
+        (path + "/approve", "forged", None, {"headers": {"Authorization": f"Bearer {forged}"}}),
+        (path + "/approve", "self", "mallory", {}),
+        (path + "/approve", "sha", "alice", {"json": {"statement_sha256": "0" * 64}}),
+        (path + "/approve", "first", "alice", {}),
+        (path + "/approve", "replay", "alice", {}),
+        ("/v1/holds/h_nope/deny", "unknown", "bob", {}),
+    ]
+    statuses = [(await call(admin, "POST", p, who, **kw))[0] for p, _, who, kw in attempts]
+    assert statuses == [401, 403, 409, 200, 409, 404]
+    refused = audit.of("hold_approval_refused")
+    assert [(r["status"], r["approver"], r["action"]) for r in refused] == [
+        (401, None, "approve"),
+        (403, "mallory", "approve"),
+        (409, "alice", "approve"),
+        (409, "alice", "approve"),
+        (404, "bob", "deny"),
+    ]
+    assert [r["hold_id"] for r in refused] == [hold.id] * 4 + [None]
+    assert refused[-1]["requested_id"] == "h_nope" and refused[0]["session_id"] == "sess-1"
+    assert all(r["client_addr"] == "127.0.0.1" and r["reason"] for r in refused)
+    assert "already" in str(refused[3]["reason"])
+    logged = repr(audit.records)
+    assert all(token not in logged for token in [forged, *admin.tokens.values()])

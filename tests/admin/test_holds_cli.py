@@ -17,16 +17,25 @@ from pgsentry.holds import HoldState
 from pgsentry.policy.decision import HoldSpec
 
 
-async def run(
+async def run_split(
     admin: Admin, action: str, hold_id: str | None = None, reason: str | None = None, **kw: str
-) -> tuple[int, str]:
-    out = io.StringIO()
+) -> tuple[int, str, str]:
+    """(exit code, stdout, stderr)."""
+    out, err = io.StringIO(), io.StringIO()
     url = kw.get("url", admin.base)
     token = kw.get("token", admin.tokens["alice"])
     code = await asyncio.to_thread(
-        holds_command, action, hold_id, reason, url=url, token=token, out=out
+        holds_command, action, hold_id, reason, url=url, token=token, out=out, err=err
     )
-    return code, out.getvalue()
+    return code, out.getvalue(), err.getvalue()
+
+
+async def run(
+    admin: Admin, action: str, hold_id: str | None = None, reason: str | None = None, **kw: str
+) -> tuple[int, str]:
+    """(exit code, stdout and stderr together)."""
+    code, out, err = await run_split(admin, action, hold_id, reason, **kw)
+    return code, out + err
 
 
 async def test_list_show_approve(admin: Admin) -> None:
@@ -67,3 +76,24 @@ async def test_usage_errors_and_unreachable_server(admin: Admin) -> None:
         port = sock.getsockname()[1]
     code, text = await run(admin, "list", url=f"http://127.0.0.1:{port}")
     assert code == 3 and "cannot reach" in text
+
+
+async def test_errors_go_to_stderr_and_ids_cannot_leave_the_holds_api(admin: Admin) -> None:
+    hold_on(admin.registry)
+    code, out, err = await run_split(admin, "show", "h_missing")
+    assert (code, out) == (1, "") and "HTTP 404: no such hold" in err
+    for bad in ("../../metrics", "..", "h_x/approve", "h_x?all=1"):
+        code, out, err = await run_split(admin, "show", bad)
+        assert (code, out) == (2, "") and err.startswith("not a hold id"), (bad, err)
+    code, out, err = await run_split(admin, "approve", "../../metrics")
+    assert code == 2 and "Traceback" not in err
+
+
+async def test_url_without_scheme_and_a_server_that_is_not_pgsentry(admin: Admin) -> None:
+    hostport = admin.base.removeprefix("http://")
+    code, out, err = await run_split(admin, "list", url=hostport)
+    assert (code, out) == (2, "")
+    assert err == f"--url must be http(s)://HOST:PORT (e.g. http://{hostport}), got {hostport!r}\n"
+    for action, hold_id in (("list", None), ("show", "h_x")):
+        code, out, err = await run_split(admin, action, hold_id, url=admin.base + "/metrics?x=")
+        assert (code, out) == (1, "") and err.startswith("unexpected answer from"), err

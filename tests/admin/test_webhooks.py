@@ -7,6 +7,7 @@ import base64
 import json
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
 import pytest
@@ -16,7 +17,7 @@ from pgsentry import metrics
 from pgsentry.admin import WebhookNotifier, WebhookTarget, generate_secret
 from pgsentry.admin.signing import decode_secret, sign, signed_headers, verify
 from pgsentry.holds import Approver, HoldRegistry, HoldState
-from pgsentry.policy.decision import HoldSpec
+from pgsentry.policy.decision import HoldSpec, Principal
 
 SECRET = generate_secret()
 
@@ -219,3 +220,35 @@ async def test_every_target_gets_its_own_delivery(receiver: Receiver) -> None:
         assert receiver.refused == [] and other.refused == []
     finally:
         await other.stop()
+
+
+async def test_slack_format_escapes_everything_a_client_controls(receiver: Receiver) -> None:
+    audit = Recorder()
+    n = notifier(audit, WebhookTarget(receiver.url, SECRET, format="slack"))
+    evil = "<!channel> <https://evil.example|click> &amp;"
+    hold = HoldRegistry(audit=audit, notifier=n).create(
+        statement=f"DROP TABLE a; -- {evil}" + "<" * 3000,
+        analysis_summary={},
+        principal=Principal(f"u{evil}", f"d{evil}", f"app{evil}", f"c{evil}"),
+        session_id="sess-1",
+        rule="hold-drops",
+        spec=HoldSpec(),
+    )
+    await n.drain()
+    await n.aclose()
+    payload = json.loads(receiver.accepted[0][1])
+    texts = [payload["text"]] + [t for b in payload["blocks"] for t in _mrkdwn_texts(b)]
+    assert len(texts) == 4
+    for text in texts:
+        assert "<" not in text and ">" not in text
+        assert "&amp;amp;" in text or "&lt;" in text or hold.id in text
+    assert all("&amp;amp;" in t for t in texts[:2])
+    assert "&lt;!channel&gt;" in payload["blocks"][1]["text"]["text"]
+    code = payload["blocks"][1]["text"]["text"]
+    assert code.endswith("(truncated)```") and len(code) < 2900 and "&lt;&lt;" in code
+
+
+def _mrkdwn_texts(block: dict[str, Any]) -> list[str]:
+    if "text" in block:
+        return [block["text"]["text"]]
+    return [e["text"] for e in block.get("elements", [])]

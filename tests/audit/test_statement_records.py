@@ -26,7 +26,9 @@ def test_keys_come_in_the_documented_order(
     names: tuple[str | None, str | None],
     would: Action | None,
 ) -> None:
-    verdict = Verdict(Decision(Action.ALLOW, "r1", would=would), None, FACTS)
+    would_rule = "r0" if would is not None else None
+    decision = Decision(Action.ALLOW, "r1", would=would, would_rule=would_rule)
+    verdict = Verdict(decision, None, FACTS)
     rec = make("extended", "DELETE FROM t", verdict, 1, *names)
     rec.tags.extend(["DELETE 3", "SELECT 2"])
     rec.rows = 5
@@ -36,7 +38,7 @@ def test_keys_come_in_the_documented_order(
     expected += ["command_tag", "rows", "sqlstate", "decision", "rule"]
     named = zip(("statement_name", "portal"), names, strict=True)
     expected += [key for key, value in named if value is not None]
-    expected += ["would"] if would is not None else []
+    expected += ["would", "would_rule"] if would is not None else []
     expected += ["facts"] + (["hold_id"] if hold_id else [])
     assert list(record) == expected
     assert record["event"] == "statement"
@@ -46,7 +48,7 @@ def test_keys_come_in_the_documented_order(
     if names[0] is not None:
         assert (record["statement_name"], record["portal"]) == names
     if would is not None:
-        assert record["would"] == "deny"
+        assert (record["would"], record["would_rule"]) == ("deny", "r0")
     if hold_id:
         assert record["hold_id"] == hold_id
 

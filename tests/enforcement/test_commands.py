@@ -84,3 +84,37 @@ def test_explain_hidden_statement_and_who() -> None:
     assert "decision: DENY by rule no-truncate" in proc.stdout
     allowed = _pgsentry("explain", "--policies", str(SHIPPED_POLICIES), "SELECT 1")
     assert "decision: ALLOW by rule default" in allowed.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "complaint"),
+    [
+        (["--at", "tomorrow"], "--at: not an ISO 8601 time"),
+        (["--at", "2024-06-01T03:00:00"], "--at: give a time zone offset"),
+        (["--client-addr", "banana"], "--client-addr: not an IP address"),
+    ],
+    ids=["at-not-a-time", "at-naive", "client-addr"],
+)
+def test_explain_bad_argument_is_one_line_exit_2(args: list[str], complaint: str) -> None:
+    proc = _pgsentry("explain", "--policies", str(SHIPPED_POLICIES), *args, "select 1")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"pgsentry explain: {complaint}"), lines
+
+
+def test_explain_at_with_offset_and_ipv6_client() -> None:
+    args = ["--at", "2024-06-01T03:00:00Z", "--client-addr", "::1"]
+    proc = _pgsentry("explain", "--policies", str(SHIPPED_POLICIES), *args, "select 1")
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_explain_into_a_closed_pipe_prints_no_traceback() -> None:
+    sql = "select 1;" * 3000  # far more output than a pipe buffer holds
+    argv = [sys.executable, "-m", "pgsentry", "explain", "--policies", str(SHIPPED_POLICIES), sql]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.readline()
+    proc.stdout.close()  # what `| head -1` does
+    stderr = proc.stderr.read().decode()
+    proc.wait(timeout=60)
+    assert "Traceback" not in stderr and "BrokenPipe" not in stderr, stderr

@@ -136,6 +136,29 @@ BAD_CONFIGS = [
     pytest.param(["--upstream", "::::"], {}, "upstream", id="bad-upstream-url"),
     pytest.param([], {"PGSENTRY_LISTEN": "nonsense"}, "listen", id="bad-listen-env"),
     pytest.param(["--tls-key-file", "/nonexistent/key.pem"], {}, "key", id="missing-tls-key"),
+    pytest.param(
+        [],
+        {"PGSENTRY_WEBHOOK_URLS": "http://x/"},
+        "--webhook-url (pgsentry_webhook_urls): must be a json list",
+        id="webhook-urls-env-not-json",
+    ),
+    pytest.param(
+        ["--webhook-url", "ftp://x", "--webhook-format", "slack"],
+        {},
+        "--webhook-url (pgsentry_webhook_urls)",
+        id="webhook-url-names-the-real-flag",
+    ),
+    pytest.param(
+        ["--connect-timeout-seconds", "inf"], {}, "connect-timeout", id="connect-timeout-inf"
+    ),
+    pytest.param(
+        [], {"PGSENTRY_SHUTDOWN_GRACE_SECONDS": "1e400"}, "shutdown-grace", id="grace-overflow"
+    ),
+    pytest.param(["--policy-watch-seconds", "0.001"], {}, "policy-watch", id="watch-too-often"),
+    pytest.param(["--public-url", "not a url"], {}, "public-url", id="public-url"),
+    pytest.param(["--policies", ""], {}, "--policies", id="policies-empty-flag"),
+    pytest.param([], {"PGSENTRY_POLICIES": ""}, "policies", id="policies-empty-env"),
+    pytest.param([], {"PGSENTRY_TLS_REQUIRE": "maybe"}, "tls-require", id="bool-env"),
 ]
 
 

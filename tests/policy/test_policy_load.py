@@ -187,3 +187,20 @@ def test_missing_path(tmp_path: Path) -> None:
 def test_generation_increases(tmp_path: Path) -> None:
     path = write(tmp_path, BASE)
     assert load_policy(path).generation < load_policy(path).generation
+
+
+def test_directory_skips_hidden_files_and_editor_backups(tmp_path: Path) -> None:
+    allow_all = "version: 1\ndefault: allow\nrules:\n  - {id: open-all, action: allow}\n"
+    for name in (".00-hidden.yaml", ".#50-main.yaml", "50-main.yaml~", ".50-main.yaml.swp"):
+        (tmp_path / name).write_text(allow_all)
+    (tmp_path / "50-main.yaml").write_text(
+        "version: 1\ndefault: deny\nrules:\n  - {id: ok, action: allow, match: {kinds: [select]}}\n"
+    )
+    p = load_policy(tmp_path)
+    assert p.source_paths == (tmp_path / "50-main.yaml",)
+    assert p.rule_ids == {"ok"} and p.default.action.value == "deny"
+
+
+def test_directory_of_only_hidden_files_has_no_policy(tmp_path: Path) -> None:
+    (tmp_path / ".00-hidden.yaml").write_text(BASE)
+    assert "no *.yaml or *.yml policy files" in error_of(tmp_path)
