@@ -157,7 +157,26 @@ def _truth(node: Node, scope: Scope, target: Node | None, sens: Sensitivity) -> 
         return _truth_sublink(n, scope, target, sens)
     if kind == "NullTest" and _system_column(n.get("arg") or {}, scope):
         return ALWAYS if n.get("nulltesttype") == "IS_NOT_NULL" else NEVER
+    if (
+        kind == "NullTest"
+        and n.get("nulltesttype") == "IS_NOT_NULL"
+        and _whole_row(n.get("arg") or {}, scope)
+    ):
+        # `t IS NOT NULL`: every row none of whose columns is NULL, which in a table of
+        # NOT NULL columns is every row; counted as touching every row.
+        return ALWAYS
     return DEPENDS
+
+
+def _whole_row(node: Node, scope: Scope) -> bool:
+    """`t` or `t.*` naming the target row (a column named like the table reads stricter)."""
+    ref = node.get("ColumnRef") if isinstance(node, dict) else None
+    if ref is None:
+        return False
+    parts = fields(ref)
+    if (len(parts) == 2 and parts[1] == "*") or len(parts) == 1:
+        return parts[0] in scope.target_names()
+    return False
 
 
 # Columns every row has and that are never NULL; no user column may be named like them.

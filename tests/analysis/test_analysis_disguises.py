@@ -59,6 +59,10 @@ def where(sql: str) -> WhereClause | None:
         "0 < tableoid",
         "0 <> a.tableoid",
         "id = 1 OR ctid IS NOT NULL",
+        # the whole row: every row without a NULL column
+        "a IS NOT NULL",
+        "a.* IS NOT NULL",
+        "NOT (a IS NOT NULL) OR a IS NOT NULL",
     ],
 )
 def test_tautological_disguises(cond: str) -> None:
