@@ -11,7 +11,8 @@ Owns the public entry point, the caches and the fast path. Never raises.
    statement (but the `update` fact of an INSERT ... ON CONFLICT DO UPDATE), no session
    effect and no dynamic code, and no fact depended on a constant's value or type
    (`Sensitivity`). Any other text, or one whose shape is not stored yet,
-   takes the full path. `normalize` parses the whole text, so a text that does not parse,
+   takes the full path (a text whose first word starts no such statement, DO or CREATE
+   say, skips the look-up). `normalize` parses the whole text, so a text that does not parse,
    or that hides a second statement, never matches a stored shape. Such shape-cacheable
    statements carry the normalized text (constants as $n, like pg_stat_statements) in
    `StatementFacts.text`, so the result is the same whether or not the shape was known.
@@ -32,6 +33,7 @@ depend on policy).
 
 from __future__ import annotations
 
+import re
 from collections import OrderedDict
 from typing import TypeVar
 
@@ -95,7 +97,7 @@ def analyze(sql: str, *, standard_conforming_strings: bool | None = True) -> Ana
         if known is not None:
             return known  # literal variants of a known shape: not worth a text-cache slot
     shape: str | None = None
-    if standard_conforming_strings or "\\" not in sql:
+    if (standard_conforming_strings or "\\" not in sql) and _may_have_shape(sql):
         try:
             shape = parser.normalize(sql)
         except Exception:
@@ -113,6 +115,23 @@ def analyze(sql: str, *, standard_conforming_strings: bool | None = True) -> Ana
     if lexical is not None and shape is not None and _shapes.get(shape) is result:
         _store(_lexical, lexical, result, SHAPE_CACHE_SIZE)
     return result
+
+
+_FIRST_WORD = re.compile(r"\s*([A-Za-z]+)")
+# Statements that start with these words are never one SELECT / INSERT / UPDATE / DELETE,
+# so no shape is stored for them: their texts skip `normalize` (a second parse).
+_NEVER_SHAPED = frozenset({
+    "do", "create", "alter", "drop", "grant", "revoke", "truncate", "copy", "set", "reset",
+    "begin", "start", "commit", "end", "rollback", "abort", "savepoint", "release", "prepare",
+    "execute", "deallocate", "discard", "vacuum", "analyze", "comment", "lock", "listen",
+    "unlisten", "notify", "show", "fetch", "move", "close", "declare", "call", "refresh",
+    "reindex", "cluster", "checkpoint", "load", "security", "import", "reassign",
+})  # fmt: skip
+
+
+def _may_have_shape(sql: str) -> bool:
+    match = _FIRST_WORD.match(sql)
+    return match is None or match[1].lower() not in _NEVER_SHAPED
 
 
 def known_lexical(key: str) -> Analysis | None:
