@@ -16,7 +16,7 @@ from integration import rawpg
 
 from pgsentry.devtools import PgCluster, ProxyProcess
 from pgsentry.proxy.connection import ANALYSE_IN_PROCESS_ABOVE
-from pgsentry.session.session import JUDGE_ON_LOOP_MAX
+from pgsentry.session.statements import JUDGE_ON_LOOP_MAX
 
 from .support import FIXTURE_DB, direct_fetch, reset_schema
 

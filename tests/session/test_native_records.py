@@ -19,7 +19,7 @@ from pgsentry.policy import load_policy
 from pgsentry.policy.decision import Action, Decision, Principal
 from pgsentry.session import records as R
 from pgsentry.session.decider import PolicyHolder, SessionDecider, Verdict
-from pgsentry.session.session import _SERVER_TABLE
+from pgsentry.session.responses import SERVER_TABLE
 from pgsentry.wire import protocol as P
 
 HEAD = members(session_id="s-1")
@@ -203,7 +203,7 @@ def test_respond_equals_python_twin(
         lines: list[bytes] = []
         others: list[Any] = []
         observed = sum(metrics.STATEMENT_DURATION.counts)
-        result = respond(data, start, _SERVER_TABLE, inflight, HEAD, lines.append, others.append)
+        result = respond(data, start, SERVER_TABLE, inflight, HEAD, lines.append, others.append)
         left = [(r.text, r.tags, r.rows) for r in inflight.queue]
         observed = sum(metrics.STATEMENT_DURATION.counts) - observed
         lines = [MASK.sub(b"", line) for line in lines]
@@ -215,7 +215,7 @@ def test_respond_equals_python_twin(
 
 def test_respond_rejects_bad_arguments() -> None:
     inflight = R.InFlight()
-    args: list[Any] = [b"", 0, _SERVER_TABLE, inflight, HEAD, print, print]
+    args: list[Any] = [b"", 0, SERVER_TABLE, inflight, HEAD, print, print]
     for i, bad in ((0, "text"), (1, -1), (2, b"short"), (1, "0")):
         wrong = list(args)
         wrong[i] = bad
@@ -226,7 +226,7 @@ def test_respond_rejects_bad_arguments() -> None:
     inflight.queue.append(object())  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         NATIVE.respond(
-            P.message(b"C", b"SELECT 1\0"), 0, _SERVER_TABLE, inflight, HEAD, print, print
+            P.message(b"C", b"SELECT 1\0"), 0, SERVER_TABLE, inflight, HEAD, print, print
         )
 
 
@@ -234,7 +234,7 @@ def test_respond_past_the_end_does_nothing() -> None:
     data = P.message(b"C", b"SELECT 1\0")
     for respond in (R.py_respond, NATIVE.respond):
         inflight = R.InFlight()
-        assert respond(data, 2**62, _SERVER_TABLE, inflight, HEAD, print, print) == (2**62, None)
+        assert respond(data, 2**62, SERVER_TABLE, inflight, HEAD, print, print) == (2**62, None)
 
 
 def test_respond_passes_on_callback_errors() -> None:
@@ -245,7 +245,7 @@ def test_respond_passes_on_callback_errors() -> None:
 
     data = P.message(b"C", b"SELECT 1\0") + P.ready_for_query(b"I")
     with pytest.raises(RuntimeError, match="sink closed"):
-        NATIVE.respond(data, 0, _SERVER_TABLE, inflight, HEAD, fail, print)
+        NATIVE.respond(data, 0, SERVER_TABLE, inflight, HEAD, fail, print)
     assert not inflight.queue and inflight.done_batches == 1
 
 
