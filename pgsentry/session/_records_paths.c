@@ -6,6 +6,15 @@
 
 #include <string.h>
 
+
+/* The length field of the message whose type byte is at `pos` (big-endian, 4 bytes). */
+static inline unsigned long
+message_length(const unsigned char *buf, Py_ssize_t pos)
+{
+    return ((unsigned long)buf[pos + 1] << 24) | ((unsigned long)buf[pos + 2] << 16) |
+           ((unsigned long)buf[pos + 3] << 8) | (unsigned long)buf[pos + 4];
+}
+
 /* Where the attributes read and written below live (see SlotCache in _records.h). */
 static SlotCache c_action, c_by_lexical, c_decider_generation, c_decision, c_done_batches, c_holder, c_plain_labels, c_policy, c_policy_generation, c_queue, c_sent_batches;
 
@@ -189,9 +198,7 @@ respond_at(PyObject *data, Py_ssize_t pos, PyObject *table, PyObject *inflight, 
     int rc = 0;
     while (rc == 0 && pos + 5 <= n) {
         unsigned char t = buf[pos];
-        unsigned long length = ((unsigned long)buf[pos + 1] << 24) |
-                               ((unsigned long)buf[pos + 2] << 16) |
-                               ((unsigned long)buf[pos + 3] << 8) | (unsigned long)buf[pos + 4];
+        unsigned long length = message_length(buf, pos);
         if (length < 4 || (unsigned long)(n - pos - 1) < length)
             break; /* malformed or incomplete: the walker takes over from here */
         Py_ssize_t end = pos + 1 + (Py_ssize_t)length;
@@ -446,9 +453,7 @@ is_execute_batch(const unsigned char *buf, Py_ssize_t n, const unsigned char *ta
         if (pos + 5 > n)
             return 0;
         unsigned char t = buf[pos];
-        unsigned long length = ((unsigned long)buf[pos + 1] << 24) |
-                               ((unsigned long)buf[pos + 2] << 16) |
-                               ((unsigned long)buf[pos + 3] << 8) | (unsigned long)buf[pos + 4];
+        unsigned long length = message_length(buf, pos);
         if (length < 4 || (unsigned long)(n - pos - 1) < length)
             return 0;
         Py_ssize_t end = pos + 1 + (Py_ssize_t)length;
@@ -489,10 +494,7 @@ statements_known(const unsigned char *buf, Py_ssize_t n, const unsigned char *ta
     *count = 0;
     while (ok == 1 && pos < n) {
         unsigned char t = buf[pos];
-        Py_ssize_t end = pos + 1 + (Py_ssize_t)(((unsigned long)buf[pos + 1] << 24) |
-                                                ((unsigned long)buf[pos + 2] << 16) |
-                                                ((unsigned long)buf[pos + 3] << 8) |
-                                                (unsigned long)buf[pos + 4]);
+        Py_ssize_t end = pos + 1 + (Py_ssize_t)message_length(buf, pos);
         if ((t == 'B' || t == 'E') && tab[t]) {
             Py_ssize_t p_nul = cstring_end(buf, pos + 5, end);
             PyObject *stmt = NULL;
@@ -588,10 +590,7 @@ execute_batch(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     Py_ssize_t pos = 0;
     while (rc == 0 && pos < n) {
         unsigned char t = buf[pos];
-        Py_ssize_t end = pos + 1 + (Py_ssize_t)(((unsigned long)buf[pos + 1] << 24) |
-                                                ((unsigned long)buf[pos + 2] << 16) |
-                                                ((unsigned long)buf[pos + 3] << 8) |
-                                                (unsigned long)buf[pos + 4]);
+        Py_ssize_t end = pos + 1 + (Py_ssize_t)message_length(buf, pos);
         if (t == 'S' && tab[t])
             sent += 1;
         else if (t == 'B' && tab[t]) { /* the portal runs this statement */

@@ -11,6 +11,7 @@ the `Session`; no I/O.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from pgsentry import metrics
@@ -107,15 +108,28 @@ def session_effects(session: Session, sql: str, verdict: Verdict) -> Verdict:
     for effect, value in verdict.analysis.session_effects:
         if effect != "execute":
             continue
-        for body_sql, analysis in session._sql_prepared.get(value, ()):
-            # the server parsed the body at PREPARE: its analysis then still holds
-            body = session.decider.decide(body_sql, session.principal, session.scs, analysis)
-            if severity(body.decision) > severity(verdict.decision):
-                verdict = body
+        _, stricter = strictest(session, session._sql_prepared.get(value, ()), sql, verdict)
+        assert stricter is not None
+        verdict = stricter
     return verdict
 
 
-def severity(decision: Decision) -> int:
+def strictest(
+    session: Session,
+    bodies: Iterable[tuple[str, Analysis | None]],
+    sql: str,
+    verdict: Verdict | None,
+) -> tuple[str, Verdict | None]:
+    """The strictest of `verdict` (on `sql`) and each prepared body's verdict now, with
+    its text. The server parsed a body when it was prepared: that analysis still holds."""
+    for body_sql, analysis in bodies:
+        one = session.decider.decide(body_sql, session.principal, session.scs, analysis)
+        if verdict is None or _severity(one.decision) > _severity(verdict.decision):
+            sql, verdict = body_sql, one
+    return sql, verdict
+
+
+def _severity(decision: Decision) -> int:
     return {Action.ALLOW: 0, Action.HOLD: 1, Action.DENY: 2}[decision.action]
 
 

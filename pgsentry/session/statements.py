@@ -22,7 +22,7 @@ from pgsentry.session.judging import (
     finish_judgement,
     judgement,
     server_text,
-    severity,
+    strictest,
 )
 from pgsentry.session.records import Record, query_known, record_execute
 from pgsentry.session.refusals import new_marker, refusal, refusal_for, refuse_simple
@@ -176,7 +176,8 @@ def audit_parse(session: Session, name: str, sql: str, verdict: Verdict) -> None
 
 def on_execute(session: Session, msg: bytes) -> None:
     """An Execute: the in-flight record of the statement behind its portal."""
-    bound = session._bound.get(P.parse_execute_portal(msg)) if session._bound else None
+    portal = P.parse_execute_portal(msg) if session._bound else ""
+    bound = session._bound.get(portal)
     if bound is None:
         record_execute(
             msg,
@@ -189,7 +190,6 @@ def on_execute(session: Session, msg: bytes) -> None:
     else:  # a portal of a statement judged at its Bind
         sql, verdict, hold_id = bound
         inflight = session._inflight
-        portal = P.parse_execute_portal(msg)
         rec = Record(
             "extended",
             sql,
@@ -218,12 +218,7 @@ def on_bind(session: Session, msg: bytes) -> None:
     if not candidates:
         session._queue(msg)  # a name pgsentry never saw prepared: the server reports it
         return
-    verdict: Verdict | None = None
-    sql = candidates[0][0]
-    for body_sql, analysis in candidates:
-        one = session.decider.decide(body_sql, session.principal, session.scs, analysis)
-        if verdict is None or severity(one.decision) > severity(verdict.decision):
-            sql, verdict = body_sql, one
+    sql, verdict = strictest(session, candidates, candidates[0][0], None)
     assert verdict is not None
     count_decision(verdict)
     action = verdict.decision.action
