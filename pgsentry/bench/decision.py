@@ -43,8 +43,15 @@ def _decide_cost(policies: Path, shapes: dict[str, str], count: int) -> dict[str
     return out
 
 
-def decision_table(quick: bool, policies: Path) -> Table:
+def decision_table(quick: bool, policies: Path, load_average: str = "") -> Table:
+    """Measured first, before anything is started: a pure CPU figure needs a quiet machine
+    (run after the idle-connections section it met a load average near 40)."""
     count = 500 if quick else 20000
+    when = (
+        f" Measured before the cluster started; load average then {load_average}."
+        if load_average
+        else ""
+    )
     table = Table(
         title="Decision cost (µs per statement, no network)",
         headers=HEADERS,
@@ -54,6 +61,7 @@ def decision_table(quick: bool, policies: Path) -> Table:
             f"is always parsed) and with the shape cache off (full parse), {count} texts each. "
             f"Policy decide: `Policy.decide()` of `{policies.name}/` on that shape's analysis "
             "(principal user `postgres`, as the benchmark connects), averaged over the same count."
+            + when
         ),
     )
     try:

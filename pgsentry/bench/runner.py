@@ -355,6 +355,10 @@ def main(argv: list[str] | None = None) -> int:
         },
     )
     targets: list[Target] = []
+    decision = None
+    if "decision" in cfg.sections:
+        log("decision cost (before anything else runs)")
+        decision = decision_table(cfg.quick, policies, _loadavg())
     try:
         log(f"starting PostgreSQL in {tmp}")
         cluster.start()
@@ -381,7 +385,6 @@ def main(argv: list[str] | None = None) -> int:
             bench.run_copy(tmp)
         if "idle" in cfg.sections:
             bench.run_idle()
-        decision = decision_table(cfg.quick, policies) if "decision" in cfg.sections else None
         machine = describe(cluster.bindir, server_version)
     finally:
         for t in targets:
