@@ -20,6 +20,7 @@ from __future__ import annotations
 import atexit
 import os
 import pwd
+import random
 import re
 import shutil
 import socket
@@ -87,12 +88,52 @@ def find_bindir() -> Path:
     raise PgBinariesMissing()
 
 
-def free_tcp_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that was free a moment ago (the kernel picks it)."""
+_handed_out: set[int] = set()  # ports free_tcp_port gave this process
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        text = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text()
+        low, high = (int(x) for x in text.split())
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+    return low, high
+
+
+def _bindable(host: str, port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_tcp_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that was free a moment ago, never the same one twice in a process.
+
+    Taken outside the kernel's ephemeral range: the kernel gives ports in that range to
+    outgoing connections (the tests' own clients and the proxy's upstream connections), and
+    one of them could take a port between this call and the bind that uses it (a suite run
+    failed so: "address already in use" on an admin port).
+    """
+    low, high = _ephemeral_range()
+    spans = [(lo, hi) for lo, hi in ((10000, low - 1), (high + 1, 65535)) if lo <= hi]
+    for _ in range(200) if spans else ():
+        lo, hi = random.choice(spans)
+        port = random.randint(lo, hi)
+        if port not in _handed_out and _bindable(host, port):
+            _handed_out.add(port)
+            return port
+    port = 0
+    for _ in range(100):  # no free port outside the range: the kernel picks one
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind((host, 0))
+            port = int(sock.getsockname()[1])
+        if port not in _handed_out:
+            break
+    _handed_out.add(port)
+    return port
 
 
 def server_os_user() -> pwd.struct_passwd | None:
