@@ -16,7 +16,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,6 +31,7 @@ from pgsentry.devtools.pgcluster import (
     PgCluster,
     PgClusterError,
     free_tcp_port,
+    port_is_free,
 )
 from pgsentry.devtools.proxyproc import readyz
 
@@ -79,17 +79,8 @@ TRY_SQL = (
 )
 
 
-def port_is_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        try:
-            sock.bind((HOST, port))
-        except OSError:
-            return False
-    return True
-
-
 def pick_port(preferred: int) -> int:
-    return preferred if preferred and port_is_free(preferred) else free_tcp_port(HOST)
+    return preferred if preferred and port_is_free(preferred, HOST) else free_tcp_port(HOST)
 
 
 def default_policies() -> Path:

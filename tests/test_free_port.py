@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 
-from pgsentry.devtools.pgcluster import _bindable, _ephemeral_range, free_tcp_port
+from pgsentry.devtools.pgcluster import _ephemeral_range, free_tcp_port, port_is_free
 
 
 def test_ports_are_outside_the_ephemeral_range_and_never_repeat() -> None:
@@ -18,10 +18,10 @@ def test_ports_are_outside_the_ephemeral_range_and_never_repeat() -> None:
             sock.listen()
 
 
-def test_a_port_in_use_is_not_bindable() -> None:
+def test_a_port_in_use_is_not_free() -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         busy = taken.getsockname()[1]
-        assert not _bindable("127.0.0.1", busy)
-    assert _bindable("127.0.0.1", busy)
+        assert not port_is_free(busy)
+    assert port_is_free(busy)

@@ -100,7 +100,8 @@ def _ephemeral_range() -> tuple[int, int]:
     return low, high
 
 
-def _bindable(host: str, port: int) -> bool:
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    """True if a listener could bind `port` on `host` now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         try:
             sock.bind((host, port))
@@ -122,7 +123,7 @@ def free_tcp_port(host: str = "127.0.0.1") -> int:
     for _ in range(200) if spans else ():
         lo, hi = random.choice(spans)
         port = random.randint(lo, hi)
-        if port not in _handed_out and _bindable(host, port):
+        if port not in _handed_out and port_is_free(port, host):
             _handed_out.add(port)
             return port
     port = 0
