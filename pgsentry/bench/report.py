@@ -46,7 +46,8 @@ def _num(value: float, digits: int) -> str:
     return f"{value:,.{digits}f}"
 
 
-def _cell(runs: Runs | None, col: Column) -> str:
+def cell(runs: Runs | None, col: Column) -> str:
+    """`median (min-max)` of one metric over the rounds, with failed rounds counted."""
     if runs is None:
         return "-"
     s = runs.summary(col.metric)
@@ -90,7 +91,7 @@ def render_section(
             elif runs is None:
                 continue
             else:
-                cells = [_cell(runs, c) for c in spec.columns]
+                cells = [cell(runs, c) for c in spec.columns]
                 errors += [f"{label} via {name}: {e}" for e in runs.errors]
             row = [label, name, *cells]
             if spec.ratio_metric is not None:

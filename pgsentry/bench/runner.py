@@ -358,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
     decision = None
     if "decision" in cfg.sections:
         log("decision cost (before anything else runs)")
-        decision = decision_table(cfg.quick, policies, _loadavg())
+        decision = decision_table(cfg.quick, policies, _loadavg(), cfg.rounds)
     try:
         log(f"starting PostgreSQL in {tmp}")
         cluster.start()
