@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from pgsentry import native
 from pgsentry.analysis.encodings import unsafe_client_encoding_value
 from pgsentry.analysis.facts import Relation, StatementFacts
 from pgsentry.analysis.functions import (
@@ -58,6 +59,10 @@ class Collector:
 
     # --- generic walk -------------------------------------------------------------------
     def walk(self, v: Any, scope: frozenset[str]) -> None:
+        """Visit `v` (any value of a tree) and call the handler of every node found.
+
+        The reference, `py_walk`: when the extension `_walk` is built, this method is its C
+        twin (same visit in the same order; a hypothesis test compares them)."""
         if type(v) is dict:
             if len(v) == 1:
                 k = next(iter(v))
@@ -270,3 +275,10 @@ _HANDLERS: dict[str, Callable[[Collector, Node, frozenset[str]], None]] = {
     "TypeName": _h_skip,
     **{k: _h_dml(k) for k in _DML},
 }
+
+py_walk = Collector.walk
+_native = native.load("pgsentry.analysis._walk")
+if _native is not None:
+    _native.configure(_HANDLERS, _LEAVES, _h_varset)
+    Collector.walk = _native.method(Collector)  # type: ignore[method-assign]
+NATIVE = _native is not None
