@@ -6,7 +6,8 @@ anywhere in a tree: table references (CTE names are not relations), function cal
 (set_config of a setting, folded when its name is a constant), SELECTs and their WITH
 clauses, data-modifying statements nested in CTEs, SETs inside ALTER ... SET, EXECUTE.
 Root statements are judged in `statements`, whole texts in `extract`. Walks the plain
-dicts of `trees`. Must not cache, know who is asking, or do I/O.
+dicts of `trees`; the generic walk runs in C (`_walk.c`) when it is built, with
+`py_walk` as its Python twin. Must not cache, know who is asking, or do I/O.
 """
 
 from __future__ import annotations
